@@ -1,0 +1,117 @@
+//! The command line, declared with clap. Every subcommand and flag here works; nothing is listed
+//! before it does.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bot-bottle",
+    version,
+    about = "Run any coding agent as if it might be compromised, and lose nothing when it is",
+    long_about = None,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// bot-bottle's home: manifests, state and logs [default: ~/.bot-bottle]
+    #[arg(long, global = true, env = "BOT_BOTTLE_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Print only errors and the requested data
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Say more about what is happening (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show an agent's resolved configuration, or list agents and bottles
+    Info(InfoArgs),
+    /// Resolve the launch plan of an agent in its bottles
+    Start(StartArgs),
+    /// Check this machine for what bottles need
+    Doctor(DoctorArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Agent to show; without it, list every agent and bottle
+    pub agent: Option<String>,
+    /// Bottle to use instead of the agent's `bottle:` (repeat for several, merged in order)
+    #[arg(long = "bottle", value_name = "BOTTLE")]
+    pub bottles: Vec<String>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Agent to launch
+    pub agent: String,
+    /// Bottle to use instead of the agent's `bottle:` (repeat for several, merged in order)
+    #[arg(long = "bottle", value_name = "BOTTLE")]
+    pub bottles: Vec<String>,
+    /// What runs the bottle [default: $BOT_BOTTLE_BACKEND, else docker]
+    #[arg(long, value_enum, env = "BOT_BOTTLE_BACKEND")]
+    pub backend: Option<BackendArg>,
+    /// Name for this bottle, used verbatim as its slug (≤64 of A-Z a-z 0-9 _ . -)
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Colour for the label (an ANSI name such as `cyan` or `bright-magenta`)
+    #[arg(long)]
+    pub color: Option<String>,
+    /// Print the plan and create nothing
+    #[arg(long, required = true)]
+    pub dry_run: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    Docker,
+    Smolmachines,
+    Namespaces,
+}
+
+impl From<BackendArg> for bottle_core::BackendKind {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Docker => Self::Docker,
+            BackendArg::Smolmachines => Self::Smolmachines,
+            BackendArg::Namespaces => Self::Namespaces,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to generate for
+    pub shell: clap_complete::Shell,
+}

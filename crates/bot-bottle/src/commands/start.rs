@@ -1,0 +1,136 @@
+//! `bot-bottle start <agent> --dry-run`: resolve the launch plan and print it, creating nothing.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use bottle_core::plan::{self, HostFacts, LaunchPlan, PlanInput, PlanOptions, RepoKeyPlan};
+use bottle_core::{BackendKind, Color, Diagnostic, Label};
+
+use crate::cli::{Format, GlobalArgs, StartArgs};
+use crate::commands::{context, resolve_agent};
+use crate::context::Context;
+use crate::printer::Printer;
+
+/// Test hook: fixes the slug suffix so plans are reproducible. Not a user setting.
+const SEED_VAR: &str = "BOT_BOTTLE_SLUG_SEED";
+
+pub fn run(global: &GlobalArgs, args: &StartArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let ctx = context(global)?;
+    let plan = resolve_plan(&ctx, args)?;
+    for w in &plan.warnings {
+        printer.warn(w);
+    }
+    match args.format {
+        Format::Json => printer.json(&plan)?,
+        Format::Text => printer.out(&render(&plan, printer))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn resolve_plan(ctx: &Context, args: &StartArgs) -> anyhow::Result<LaunchPlan> {
+    let label = args
+        .label
+        .as_deref()
+        .map(Label::parse)
+        .transpose()
+        .map_err(|e| Diagnostic::new(format!("--label: {}", e.message)).hint(e.hint))?;
+    let color = args
+        .color
+        .as_deref()
+        .map(Color::parse)
+        .transpose()
+        .map_err(|e| Diagnostic::new(format!("--color: {}", e.message)).hint(e.hint))?;
+    let catalog = ctx.catalog()?;
+    let (agent, bottles) = resolve_agent(&catalog, &args.agent, &args.bottles)?;
+    let seed = match std::env::var(SEED_VAR) {
+        Ok(s) => s.parse().map_err(|_| Diagnostic::new(format!("`{SEED_VAR}` must be a whole number")))?,
+        Err(_) => rand::random(),
+    };
+    let options = PlanOptions {
+        backend: args.backend.map_or(BackendKind::Docker, Into::into),
+        label,
+        color,
+        slug_seed: seed,
+        headless_prompt: None,
+    };
+    let host = HostFacts {
+        bot_home: ctx.home.root().to_path_buf(),
+        user_home: ctx.user_home.clone(),
+        env_set: Context::env_set(),
+        skills_dir: ctx.skills_dir(),
+        plugin_templates: ctx.home.plugin_templates().into_iter().collect(),
+    };
+    let plan = plan::resolve(PlanInput {
+        agent: &agent,
+        bottle: &bottles.spec,
+        chain: &bottles.chain,
+        options: &options,
+        host: &host,
+    })?;
+    Ok(plan)
+}
+
+/// The preflight summary: what will be created and what the agent will be able to reach.
+pub fn render(plan: &LaunchPlan, printer: &Printer) -> String {
+    let mut s = String::new();
+    let bold = |t: &str| printer.paint(t, "1");
+    let _ = writeln!(s, "{} {}", bold("bottle"), plan.slug);
+    let _ = writeln!(s, "  agent      {} ({})", plan.agent.name, plan.agent.path.display());
+    let _ = writeln!(s, "  bottles    {}", plan.bottles.join(" → "));
+    let _ = writeln!(s, "  backend    {}", plan.backend);
+    let _ =
+        writeln!(s, "  provider   {}{}", plan.provider.template, if plan.provider.builtin { "" } else { " (plugin)" });
+    if let Some(label) = &plan.label {
+        let colour = plan.color.map(|c| format!(" [{c}]")).unwrap_or_default();
+        let _ = writeln!(s, "  label      {label}{colour}");
+    }
+    let skills: Vec<&str> = plan.agent.skills.iter().map(|k| k.name.as_str()).collect();
+    let _ = writeln!(s, "  skills     {}", if skills.is_empty() { "none".into() } else { skills.join(", ") });
+    let _ = writeln!(s, "  prompt     {} bytes → {}", plan.agent.prompt.bytes, plan.agent.prompt.guest_path);
+    let who = |v: &Option<plan::ProvenancedValue>| {
+        v.as_ref().map_or_else(|| "unset".to_owned(), |p| format!("{} ({})", p.value, p.from.kind))
+    };
+    let _ = writeln!(s, "  git user   {} <{}>", who(&plan.agent.git_user.name), who(&plan.agent.git_user.email));
+    let _ = writeln!(s, "{}", bold("egress"));
+    if plan.egress.routes.is_empty() {
+        let _ = writeln!(s, "  no routes: every request is denied");
+    }
+    for r in &plan.egress.routes {
+        let host = r.port.map_or_else(|| r.host.clone(), |p| format!("{}:{p}", r.host));
+        let auth = r
+            .auth
+            .as_ref()
+            .map(|a| format!(" [auth:{}]", a.scheme.as_deref().unwrap_or(&a.header)))
+            .unwrap_or_default();
+        let matches = match r.matches.len() {
+            0 => String::new(),
+            1 => " (1 match rule)".to_owned(),
+            n => format!(" ({n} match rules)"),
+        };
+        let on_match = serde_json::to_value(r.dlp.outbound_on_match).ok();
+        let on_match = on_match.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
+        let _ = writeln!(s, "  {host}{auth}{matches} on DLP match: {on_match}");
+    }
+    if !plan.git_gate.repos.is_empty() {
+        let _ = writeln!(s, "{}", bold("git-gate"));
+        for repo in &plan.git_gate.repos {
+            let key = match &repo.key {
+                RepoKeyPlan::Identity { path } => format!("key {}", path.display()),
+                RepoKeyPlan::Provisioned { provider, .. } => format!("deploy key via {provider}"),
+            };
+            let _ = writeln!(s, "  {} → {} ({key})", repo.name, repo.url);
+        }
+    }
+    let secrets: Vec<String> = plan.secret_slots.iter().map(|slot| format!("«{}»", slot.name)).collect();
+    if !secrets.is_empty() {
+        let _ = writeln!(s, "{}", bold("secrets"));
+        let _ = writeln!(s, "  {}", secrets.join(", "));
+    }
+    let _ = writeln!(s, "{}", bold("creates"));
+    let _ = writeln!(s, "  state      {}", plan.state_dir.display());
+    let _ = writeln!(s, "  containers {}, {}", plan.resources.agent, plan.resources.sidecar);
+    let _ = writeln!(s, "  network    {}", plan.resources.network);
+    let _ = writeln!(s, "  volume     {}", plan.resources.socket_volume);
+    let _ = writeln!(s, "(dry run: nothing was created)");
+    s
+}

@@ -1,0 +1,226 @@
+//! The on-disk home of bot-bottle: `$BOT_BOTTLE_HOME` (default `~/.bot-bottle`).
+//!
+//! ```text
+//! bottles/  agents/  contrib/      manifests and provider plugins (read by bottle-manifest)
+//! state/<slug>/                    one directory per bottle: metadata.json, ca/ (0700), audit.jsonl,
+//!                                  bringup.log, transcript/, .preserve
+//! logs/                            host-side logs
+//! bot-bottle.db                    host-side index (written only by host commands)
+//! ```
+//!
+//! This crate owns the layout so no other crate spells a path by hand. It creates directories only
+//! when asked to: resolving a plan (`start --dry-run`) writes nothing.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Errors from state handling; each names the path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot determine the home directory: neither `--home`, `BOT_BOTTLE_HOME` nor `HOME` is set")]
+    NoHome,
+    #[error("`{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{path}` is not valid metadata: {source}")]
+    Metadata {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
+    move |source| StateError::Io { path: path.to_path_buf(), source }
+}
+
+/// The home directory and every path under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// Picks the home: an explicit path (`--home` or `BOT_BOTTLE_HOME`, resolved by the caller),
+    /// else `$HOME/.bot-bottle`.
+    pub fn resolve(explicit: Option<PathBuf>, user_home: Option<PathBuf>) -> Result<Self, StateError> {
+        match (explicit, user_home) {
+            (Some(root), _) => Ok(Self { root }),
+            (None, Some(home)) => Ok(Self { root: home.join(".bot-bottle") }),
+            (None, None) => Err(StateError::NoHome),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn bottles_dir(&self) -> PathBuf {
+        self.root.join("bottles")
+    }
+
+    pub fn agents_dir(&self) -> PathBuf {
+        self.root.join("agents")
+    }
+
+    pub fn contrib_dir(&self) -> PathBuf {
+        self.root.join("contrib")
+    }
+
+    pub fn states_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join("bot-bottle.db")
+    }
+
+    /// The state directory of one bottle (not created).
+    pub fn state(&self, slug: &str) -> BottleState {
+        BottleState { dir: self.states_dir().join(slug) }
+    }
+
+    /// Names of provider plugins: `contrib/<name>/provider.toml` files that exist.
+    pub fn plugin_templates(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(self.contrib_dir()) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join("provider.toml").is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Whether the home (or, if it does not exist yet, its nearest existing ancestor) accepts a new
+    /// file. Probes by creating and removing a file, because permission bits lie under root, ACLs
+    /// and read-only mounts.
+    pub fn check_writable(&self) -> Result<WritableStatus, StateError> {
+        let mut dir = self.root.clone();
+        let exists = dir.is_dir();
+        while !dir.is_dir() {
+            if !dir.pop() {
+                return Err(StateError::Io {
+                    path: self.root.clone(),
+                    source: io::Error::new(io::ErrorKind::NotFound, "no existing ancestor directory"),
+                });
+            }
+        }
+        let probe = dir.join(format!(".bot-bottle-write-probe-{}", std::process::id()));
+        fs::write(&probe, b"").map_err(io_err(&dir))?;
+        fs::remove_file(&probe).map_err(io_err(&probe))?;
+        Ok(if exists { WritableStatus::Writable } else { WritableStatus::CanCreate(dir) })
+    }
+}
+
+/// Result of [`Home::check_writable`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WritableStatus {
+    Writable,
+    /// The home does not exist yet; this ancestor is writable, so it can be created.
+    CanCreate(PathBuf),
+}
+
+/// One bottle's state directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BottleState {
+    dir: PathBuf,
+}
+
+impl BottleState {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn metadata_path(&self) -> PathBuf {
+        self.dir.join("metadata.json")
+    }
+
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.join("ca")
+    }
+
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.join("audit.jsonl")
+    }
+
+    pub fn bringup_log(&self) -> PathBuf {
+        self.dir.join("bringup.log")
+    }
+
+    pub fn transcript_dir(&self) -> PathBuf {
+        self.dir.join("transcript")
+    }
+
+    pub fn preserve_marker(&self) -> PathBuf {
+        self.dir.join(".preserve")
+    }
+
+    pub fn is_preserved(&self) -> bool {
+        self.preserve_marker().exists()
+    }
+
+    pub fn read_metadata(&self) -> Result<Metadata, StateError> {
+        let path = self.metadata_path();
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        serde_json::from_slice(&bytes).map_err(|source| StateError::Metadata { path, source })
+    }
+}
+
+/// What `resume` needs to relaunch a bottle, written at launch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Metadata {
+    pub slug: String,
+    pub agent: String,
+    pub bottles: Vec<String>,
+    pub backend: String,
+    pub label: Option<String>,
+    pub color: Option<String>,
+    pub cwd: PathBuf,
+    /// Seconds since the Unix epoch.
+    pub started_at: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_paths() {
+        let h = Home::resolve(None, Some("/home/u".into())).unwrap();
+        assert_eq!(h.root(), Path::new("/home/u/.bot-bottle"));
+        assert_eq!(h.state("a-b").audit_log(), Path::new("/home/u/.bot-bottle/state/a-b/audit.jsonl"));
+        let explicit = Home::resolve(Some("/x".into()), Some("/home/u".into())).unwrap();
+        assert_eq!(explicit.bottles_dir(), Path::new("/x/bottles"));
+        assert!(matches!(Home::resolve(None, None), Err(StateError::NoHome)));
+    }
+
+    #[test]
+    fn writable_probe_creates_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::resolve(Some(tmp.path().join("not-yet")), None).unwrap();
+        assert_eq!(home.check_writable().unwrap(), WritableStatus::CanCreate(tmp.path().to_path_buf()));
+        assert!(!tmp.path().join("not-yet").exists());
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn plugins_need_provider_toml() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::resolve(Some(tmp.path().into()), None).unwrap();
+        fs::create_dir_all(home.contrib_dir().join("mine")).unwrap();
+        fs::create_dir_all(home.contrib_dir().join("empty")).unwrap();
+        fs::write(home.contrib_dir().join("mine/provider.toml"), "").unwrap();
+        assert_eq!(home.plugin_templates(), vec!["mine".to_owned()]);
+    }
+}
