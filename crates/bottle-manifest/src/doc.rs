@@ -38,6 +38,7 @@ impl Doc {
                 return Err(Diagnostic::new(format!("frontmatter of {kind} `{name}` is never closed"))
                     .at(SourceLocation { path: path.to_path_buf(), line: 1, col: 1 })
                     .snippet("---", 3)
+                    .key("(frontmatter)")
                     .hint("end the YAML frontmatter with a line holding only `---`"));
             };
             (1, lines[1..close].concat(), lines[close + 1..].concat())
@@ -95,6 +96,7 @@ impl Doc {
 
     pub fn yaml_error(&self, e: YamlError) -> Diagnostic {
         let mut d = self.error(e.pos, 1, format!("{} in {} `{}`", e.message, self.kind, self.name));
+        d = d.key(e.key.unwrap_or_else(|| "(frontmatter)".to_owned()));
         if let Some(h) = e.hint {
             d = d.hint(h);
         }

@@ -90,6 +90,7 @@ impl Catalog {
                 if p.is_file() {
                     return Err(Diagnostic::new(format!("found an old-format configuration file `{}`", p.display()))
                         .at(SourceLocation { path: p, line: 1, col: 1 })
+                        .key(old)
                         .note("single-file JSON configuration was replaced by one Markdown file per agent and per bottle")
                         .hint(format!(
                             "move each bottle to `{}/<name>.md` and each agent to `{}/<name>.md` (YAML frontmatter + Markdown body), then delete the JSON file",
@@ -107,6 +108,7 @@ impl Catalog {
                     line: 1,
                     col: 1,
                 })
+                .key(".bot-bottle/bottles")
                 .note("bottles hold credentials, egress routes and git remotes, so they are read only from `$BOT_BOTTLE_HOME/bottles/`; a cloned repository could otherwise point your tokens at its own hosts")
                 .hint(format!(
                     "if you trust this bottle, move it to `{}/`; otherwise delete `{}`",

@@ -167,6 +167,40 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The error for a `*_ref`/`auth_token` value that is not a variable name. It never quotes the value
+/// or shows the line: a value that is not a name is most likely the credential itself, pasted in.
+fn not_a_var_name(path: &str) -> String {
+    format!("`{path}` must name a host environment variable (its value is not shown: it may be a credential)")
+}
+
+/// Whether a would-be variable name is more likely a pasted credential: a known token prefix, or a
+/// long mix of lowercase letters and digits (variable names are conventionally `UPPER_SNAKE`).
+fn looks_like_credential(s: &str) -> bool {
+    const PREFIXES: [&str; 14] = [
+        "ghp_",
+        "gho_",
+        "ghu_",
+        "ghs_",
+        "ghr_",
+        "github_pat_",
+        "glpat-",
+        "xox",
+        "sk-",
+        "sk_",
+        "AKIA",
+        "ASIA",
+        "AIza",
+        "npm_",
+    ];
+    let mixed = s.len() >= 24 && s.chars().any(|c| c.is_ascii_lowercase()) && s.chars().any(|c| c.is_ascii_digit());
+    mixed || PREFIXES.iter().any(|p| s.starts_with(p) && s.len() > p.len() + 8)
+}
+
+/// A host variable name that is a name, not a credential pasted where a name belongs.
+fn is_var_ref(s: &str) -> bool {
+    is_env_name(s) && !looks_like_credential(s)
+}
+
 fn is_env_name(s: &str) -> bool {
     let mut c = s.chars();
     c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
@@ -309,13 +343,10 @@ impl Reader<'_> {
                 }
                 "auth_token" => {
                     let var = self.non_empty_string(value, &path)?;
-                    if !is_env_name(&var) {
+                    if !is_var_ref(&var) {
                         return Err(self
                             .doc
-                            .value_error(
-                                value,
-                                format!("`{path}` must name a host environment variable, found `{var}`"),
-                            )
+                            .error_hidden(value.pos, not_a_var_name(&path))
                             .key(path)
                             .hint("give the variable's name, not its value (e.g. `BOT_BOTTLE_CLAUDE_OAUTH_TOKEN`)"));
                     }
@@ -440,14 +471,12 @@ impl Reader<'_> {
                                 }
                                 provider = Some(s);
                             } else {
-                                if !is_env_name(&s) {
+                                if !is_var_ref(&s) {
                                     return Err(self
                                         .doc
-                                        .value_error(
-                                            v,
-                                            format!("`{p}` must name a host environment variable, found `{s}`"),
-                                        )
-                                        .key(p));
+                                        .error_hidden(v.pos, not_a_var_name(&p))
+                                        .key(p)
+                                        .hint("give the variable's name, not the token itself"));
                                 }
                                 token_ref = Some(s);
                             }
@@ -645,10 +674,10 @@ impl Reader<'_> {
                     scheme = Some(s);
                 }
                 "token_ref" => {
-                    if !is_env_name(&s) {
+                    if !is_var_ref(&s) {
                         return Err(self
                             .doc
-                            .value_error(value, format!("`{path}` must name a host environment variable, found `{s}`"))
+                            .error_hidden(value.pos, not_a_var_name(&path))
                             .key(path)
                             .hint("give the variable's name, not the token (e.g. `GITHUB_TOKEN`); the value is read at launch and held by the sidecar only"));
                     }

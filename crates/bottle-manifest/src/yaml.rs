@@ -53,6 +53,8 @@ pub struct YamlError {
     pub message: String,
     pub pos: Pos,
     pub hint: Option<String>,
+    /// The key path being read when the error happened, e.g. `egress.routes[0]`.
+    pub key: Option<String>,
 }
 
 impl Node {
@@ -88,8 +90,37 @@ pub fn is_bool(text: &str) -> Option<bool> {
 
 /// Parses one YAML document. An empty document is an empty mapping.
 pub fn parse(source: &str) -> Result<Node, YamlError> {
-    let mut parser = Parser::new_from_str(source);
     let mut stack: Vec<Frame> = Vec::new();
+    parse_into(source, &mut stack).map_err(|mut e| {
+        if e.key.is_none() {
+            e.key = key_path(&stack);
+        }
+        e
+    })
+}
+
+/// The dotted path of the frames still open: where the parser was when it stopped.
+fn key_path(stack: &[Frame]) -> Option<String> {
+    let mut path = String::new();
+    for frame in stack {
+        match frame {
+            Frame::Seq(_, items) => path.push_str(&format!("[{}]", items.len())),
+            Frame::Map(_, entries, pending) => {
+                let Some(name) = pending.as_ref().map(|k| &k.name).or(entries.last().map(|(k, _)| &k.name)) else {
+                    continue;
+                };
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(name);
+            }
+        }
+    }
+    (!path.is_empty()).then_some(path)
+}
+
+fn parse_into(source: &str, stack: &mut Vec<Frame>) -> Result<Node, YamlError> {
+    let mut parser = Parser::new_from_str(source);
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
     loop {
@@ -97,6 +128,7 @@ pub fn parse(source: &str) -> Result<Node, YamlError> {
             message: format!("invalid YAML: {}", e.info()),
             pos: (*e.marker()).into(),
             hint: Some("check indentation and quoting; values containing `: ` or `#` need quotes".into()),
+            key: None,
         })?;
         let pos = Pos::from(mark);
         let node = match event {
@@ -109,6 +141,7 @@ pub fn parse(source: &str) -> Result<Node, YamlError> {
                         message: "frontmatter holds more than one YAML document".into(),
                         pos,
                         hint: Some("a manifest's frontmatter is a single mapping between two `---` lines".into()),
+                        key: None,
                     });
                 }
                 continue;
@@ -119,6 +152,7 @@ pub fn parse(source: &str) -> Result<Node, YamlError> {
                     message: "YAML aliases (`*name`) are not supported in manifests".into(),
                     pos,
                     hint: Some("write the value out; use `extends` to share settings between bottles".into()),
+                    key: None,
                 });
             }
             Event::Scalar(text, style, anchor, tag) => {
@@ -145,7 +179,10 @@ pub fn parse(source: &str) -> Result<Node, YamlError> {
                 _ => unreachable_structure(pos)?,
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map(p, entries, _)) => Node { kind: NodeKind::Map(entries), pos: p },
+                // yaml-rust2 marks a block mapping after its first key; the key is what a reader looks for.
+                Some(Frame::Map(p, entries, _)) => {
+                    Node { pos: entries.first().map_or(p, |(k, _)| k.pos), kind: NodeKind::Map(entries) }
+                }
                 _ => unreachable_structure(pos)?,
             },
         };
@@ -157,22 +194,33 @@ pub fn parse(source: &str) -> Result<Node, YamlError> {
                     let name = match node.kind {
                         NodeKind::Scalar { text, .. } => text,
                         NodeKind::Null => {
-                            return Err(YamlError { message: "empty mapping key".into(), pos: node.pos, hint: None });
+                            return Err(YamlError {
+                                message: "empty mapping key".into(),
+                                pos: node.pos,
+                                hint: None,
+                                key: None,
+                            });
                         }
                         _ => {
                             return Err(YamlError {
                                 message: "mapping keys must be plain strings".into(),
                                 pos: node.pos,
                                 hint: None,
+                                key: None,
                             });
                         }
                     };
                     if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == name) {
-                        return Err(YamlError {
-                            message: format!("duplicate key `{name}` (first set on line {})", first.pos.line),
+                        let line = first.pos.line;
+                        let e = YamlError {
+                            message: format!("duplicate key `{name}` (first set on line {line})"),
                             pos: node.pos,
                             hint: Some("remove one of the two entries".into()),
-                        });
+                            key: None,
+                        };
+                        // The path of the enclosing frames, then the duplicated key itself.
+                        *pending = Some(Key { name: name.clone(), pos: node.pos });
+                        return Err(e);
                     }
                     *pending = Some(Key { name, pos: node.pos });
                 }
@@ -194,16 +242,22 @@ fn refuse_anchor_or_tag(anchor: usize, tagged: bool, pos: Pos) -> Result<(), Yam
             message: "YAML anchors (`&name`) are not supported in manifests".into(),
             pos,
             hint: Some("use `extends` to share settings between bottles".into()),
+            key: None,
         });
     }
     if tagged {
-        return Err(YamlError { message: "YAML tags (`!tag`) are not supported in manifests".into(), pos, hint: None });
+        return Err(YamlError {
+            message: "YAML tags (`!tag`) are not supported in manifests".into(),
+            pos,
+            hint: None,
+            key: None,
+        });
     }
     Ok(())
 }
 
 fn unreachable_structure(pos: Pos) -> Result<Node, YamlError> {
-    Err(YamlError { message: "unbalanced YAML structure".into(), pos, hint: None })
+    Err(YamlError { message: "unbalanced YAML structure".into(), pos, hint: None, key: None })
 }
 
 #[cfg(test)]
