@@ -69,3 +69,66 @@ fn a_token_pasted_into_token_ref_is_not_echoed() {
     assert!(stderr.contains("token_ref") && stderr.contains("base.md:7:"), "{stderr}");
     assert!(!stderr.contains(ROUTE_SECRET), "the pasted token was echoed: {stderr}");
 }
+
+mod property {
+    use std::fs;
+
+    use proptest::prelude::*;
+
+    use crate::bot_bottle;
+
+    fn secret() -> impl Strategy<Value = String> {
+        // Long and random enough never to occur in a plan by coincidence.
+        "[A-Za-z0-9+/=_.-]{24,48}"
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Whatever values the host holds for `${VAR}` entries, route tokens and provider tokens,
+        /// the plan (JSON and text) and every message contain none of them.
+        #[test]
+        fn plan_output_contains_no_secret_value(
+            env_secrets in proptest::collection::vec(secret(), 1..4),
+            route_secret in secret(),
+            provider_secret in secret(),
+            prompts in 0usize..3,
+            log in 0u8..3,
+        ) {
+            let home = tempfile::tempdir().expect("tempdir");
+            fs::create_dir_all(home.path().join("bottles")).expect("mkdir");
+            fs::create_dir_all(home.path().join("agents")).expect("mkdir");
+            let mut front = String::from("agent_provider:\n  auth_token: PROVIDER_TOKEN\nenv:\n");
+            for i in 0..env_secrets.len() {
+                front.push_str(&format!("  FROM_HOST_{i}: ${{HOST_SECRET_{i}}}\n"));
+            }
+            for i in 0..prompts {
+                front.push_str(&format!("  ASKED_{i}: \"?value {i}\"\n"));
+            }
+            front.push_str(&format!(
+                "egress:\n  log: {log}\n  routes:\n    - host: api.example.com\n      auth: {{scheme: Bearer, token_ref: ROUTE_TOKEN}}\n"
+            ));
+            fs::write(home.path().join("bottles/base.md"), format!("---\n{front}---\n")).expect("write");
+            fs::write(home.path().join("agents/main.md"), "---\nbottle: base\n---\nprompt\n").expect("write");
+            for args in [&["--format", "json"][..], &[][..]] {
+                let mut cmd = bot_bottle();
+                cmd.env("HOME", home.path())
+                    .env("ROUTE_TOKEN", &route_secret)
+                    .env("PROVIDER_TOKEN", &provider_secret)
+                    .arg("--home")
+                    .arg(home.path())
+                    .args(["start", "main", "--dry-run"])
+                    .args(args);
+                for (i, s) in env_secrets.iter().enumerate() {
+                    cmd.env(format!("HOST_SECRET_{i}"), s);
+                }
+                let out = cmd.output().expect("runs");
+                prop_assert!(out.status.success());
+                let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                for s in env_secrets.iter().chain([&route_secret, &provider_secret]) {
+                    prop_assert!(!all.contains(s.as_str()), "a secret value appeared in the output");
+                }
+            }
+        }
+    }
+}
