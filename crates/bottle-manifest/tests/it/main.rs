@@ -50,9 +50,13 @@ fn file_of(path: &Path) -> String {
 #[test]
 fn env_is_merged_per_key_child_wins() {
     let h = Home::new();
-    h.bottle("parent", "env:\n  A: parent\n  B: parent\n").bottle("child", "extends: parent\nenv:\n  B: child\n  C: child\n");
+    h.bottle("parent", "env:\n  A: parent\n  B: parent\n")
+        .bottle("child", "extends: parent\nenv:\n  B: child\n  C: child\n");
     let r = h.resolve(&["child"]);
-    assert_eq!((literal(&r, "A"), literal(&r, "B"), literal(&r, "C")), ("parent".into(), "child".into(), "child".into()));
+    assert_eq!(
+        (literal(&r, "A"), literal(&r, "B"), literal(&r, "C")),
+        ("parent".into(), "child".into(), "child".into())
+    );
     assert_eq!(file_of(&r.spec.env["A"].origin.location.path), "parent.md");
     assert_eq!(file_of(&r.spec.env["B"].origin.location.path), "child.md");
 }
