@@ -139,6 +139,8 @@ pub struct ProviderPlan {
     pub dockerfile: Option<PathBuf>,
     /// The secret slot holding the provider's credential, if it has one.
     pub auth_token_slot: Option<String>,
+    /// The credential as the plan shows it: `«VAR»`.
+    pub auth_token: Option<String>,
     pub forward_host_credentials: bool,
     pub settings: Option<serde_json::Value>,
 }
@@ -200,6 +202,8 @@ pub struct RouteAuthPlan {
     pub header: String,
     pub scheme: Option<String>,
     pub token_slot: String,
+    /// The injected value as the plan shows it: `«VAR»`.
+    pub token: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -352,14 +356,8 @@ pub fn resolve(input: PlanInput<'_>) -> Result<LaunchPlan, Diagnostic> {
                         .key(format!("env.{name}"))
                         .hint(format!("export {var}=… before starting, or change the entry")));
                 }
-                slots.push(SecretSlot {
-                    name: name.clone(),
-                    source: SecretSource::HostEnv { var: var.clone() },
-                    used_by: vec![format!("env:{name}")],
-                    visible_to_agent: true,
-                    available: true,
-                });
-                redacted(name)
+                slots.host_env_for_agent(var, format!("env:{name}"));
+                redacted(var)
             }
             EnvValue::Prompt { message } => {
                 slots.push(SecretSlot {
@@ -394,7 +392,12 @@ pub fn resolve(input: PlanInput<'_>) -> Result<LaunchPlan, Diagnostic> {
         .map(|r| {
             let auth = r.auth.as_ref().map(|AuthSpec { header, scheme, token_ref }| {
                 slots.host_credential(token_ref, format!("egress:{}", r.host), host);
-                RouteAuthPlan { header: header.clone(), scheme: scheme.clone(), token_slot: token_ref.clone() }
+                RouteAuthPlan {
+                    header: header.clone(),
+                    scheme: scheme.clone(),
+                    token_slot: token_ref.clone(),
+                    token: redacted(token_ref),
+                }
             });
             RoutePlan {
                 host: r.host.clone(),
@@ -532,6 +535,7 @@ pub fn resolve(input: PlanInput<'_>) -> Result<LaunchPlan, Diagnostic> {
                 .dockerfile
                 .as_ref()
                 .map(|d| expand_path(&d.value.to_string_lossy(), &host.user_home, &d.origin)),
+            auth_token: auth_token_slot.as_deref().map(redacted),
             auth_token_slot,
             forward_host_credentials: bottle.provider.forward_host_credentials.as_ref().is_some_and(|f| f.value),
             settings: bottle.provider.settings.as_ref().map(|s| s.value.clone()),
@@ -566,6 +570,21 @@ struct SlotTable(Vec<SecretSlot>);
 impl SlotTable {
     fn push(&mut self, slot: SecretSlot) {
         self.0.push(slot);
+    }
+
+    /// A host variable copied into the agent's environment.
+    fn host_env_for_agent(&mut self, var: &str, used_by: String) {
+        if let Some(existing) = self.0.iter_mut().find(|s| s.visible_to_agent && s.name == var) {
+            existing.used_by.push(used_by);
+            return;
+        }
+        self.0.push(SecretSlot {
+            name: var.to_owned(),
+            source: SecretSource::HostEnv { var: var.to_owned() },
+            used_by: vec![used_by],
+            visible_to_agent: true,
+            available: true,
+        });
     }
 
     /// A credential read from the host and held by the sidecar only.
