@@ -403,3 +403,80 @@ async fn unix_socket_listener_serves_connect() {
     drop(stop);
     server.await.unwrap().unwrap();
 }
+
+/// Opens a CONNECT tunnel to `host` and returns the bumped TLS stream (trusting the bottle CA).
+async fn tunnel(proxy: &Proxy, host: &str, port: u16) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0_u8; 1];
+        stream.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from_pem_file(&proxy.ca_pem).unwrap()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(bottle_ca::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    connector.connect(host.to_owned().try_into().unwrap(), stream).await.unwrap()
+}
+
+fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x11_u8, 0x22, 0x33, 0x44];
+    let mut frame = vec![0x81, 0x80 | u8::try_from(payload.len()).unwrap()];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_frames_from_the_agent_are_scanned() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let world = World::new().await;
+    let proxy = world
+        .proxy(ProxyOptions { routes: vec![authed(API_HOST, world.port(), OnMatch::Block)], ..Default::default() })
+        .await;
+    let mut tls = tunnel(&proxy, API_HOST, world.port()).await;
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {API_HOST}:{}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+        world.port()
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0_u8; 1];
+        tls.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    let seen = world.upstream.last();
+    assert_eq!(seen.header("authorization"), vec![format!("Bearer {ROUTE_TOKEN}")]);
+    assert!(seen.header("sec-websocket-extensions").is_empty(), "compression is stripped");
+
+    // A clean frame is relayed (the upstream echoes it back, still masked).
+    let clean = masked_text_frame(b"hello");
+    tls.write_all(&clean).await.unwrap();
+    let mut echo = vec![0_u8; clean.len()];
+    tls.read_exact(&mut echo).await.unwrap();
+    assert_eq!(echo, clean);
+
+    // A frame carrying the route token closes the connection instead.
+    tls.write_all(&masked_text_frame(format!("leak {ROUTE_TOKEN}").as_bytes())).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "relay closed");
+    assert!(rest.is_empty(), "nothing was echoed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(proxy.audit_text().contains("dlp.websocket-block"));
+    assert_no_secret("audit", &proxy.audit_text());
+}

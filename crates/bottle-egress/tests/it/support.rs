@@ -166,10 +166,38 @@ impl Upstream {
 }
 
 async fn upstream_handler(
-    req: Request<hyper::body::Incoming>,
+    mut req: Request<hyper::body::Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
     git_root: Option<PathBuf>,
 ) -> Response<Full<Bytes>> {
+    if req.headers().get("upgrade").is_some_and(|v| v == "websocket") {
+        // A tiny WebSocket echo: the relay under test does not check the accept key.
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        seen.lock().unwrap().push(Seen {
+            method: req.method().to_string(),
+            path: req.uri().path().to_owned(),
+            version: format!("{:?}", req.version()),
+            headers: req
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .collect(),
+            body: Vec::new(),
+        });
+        tokio::spawn(async move {
+            if let Ok(upgraded) = on_upgrade.await {
+                let (mut r, mut w) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        return Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-accept", "dummy")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+    }
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
     let record = Seen {
