@@ -42,6 +42,9 @@ pub enum Command {
     Start(StartArgs),
     /// Check this machine for what bottles need
     Doctor(DoctorArgs),
+    /// Build the images bottles run
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Print a shell completion script
     Completions(CompletionsArgs),
 }
@@ -108,6 +111,30 @@ impl From<BackendArg> for bottle_core::BackendKind {
 pub struct DoctorArgs {
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the agent and/or sidecar image unless an image of the same inputs exists
+    Build(ImageBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageBuildArgs {
+    /// Which image to build
+    #[arg(value_enum, default_value_t)]
+    pub which: ImageChoice,
+    /// Build from a Debian rootfs made with mmdebstrap instead of pulling `debian:bookworm-slim`
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ImageChoice {
+    Sidecar,
+    Agent,
+    #[default]
+    All,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Info(args) => commands::info::run(&cli.global, &args, &printer),
         Command::Start(args) => commands::start::run(&cli.global, &args, &printer),
         Command::Doctor(args) => commands::doctor::run(&cli.global, &args, &printer),
+        Command::Image(command) => commands::image::run(&command, &printer),
         Command::Completions(args) => commands::completions::run(&args, &printer),
     };
     match result {

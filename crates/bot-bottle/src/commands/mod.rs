@@ -2,6 +2,7 @@
 
 pub mod completions;
 pub mod doctor;
+pub mod image;
 pub mod info;
 pub mod start;
 

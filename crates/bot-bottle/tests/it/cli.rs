@@ -61,7 +61,7 @@ fn help_lists_only_working_commands() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(commands, ["info", "start", "doctor", "completions", "help"]);
+    assert_eq!(commands, ["info", "start", "doctor", "image", "completions", "help"]);
 }
 
 #[test]
@@ -202,4 +202,28 @@ fn completions_for_each_shell() {
         let script = String::from_utf8_lossy(&out.stdout);
         assert!(script.contains("bot-bottle") && script.contains("doctor"), "{shell}");
     }
+}
+
+/// Needs the Docker engine (`./scripts/setup --no-build`; CI starts it): fails, never skips, without.
+#[test]
+fn image_build_offline_puts_this_binary_in_the_sidecar() {
+    let out = bot_bottle()
+        .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+        .args(["image", "build", "--offline", "all"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "image build failed:\n{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let tags: Vec<(&str, &str)> = stdout.lines().filter_map(|l| l.split_once(' ')).collect();
+    assert_eq!(tags.iter().map(|t| t.0).collect::<Vec<_>>(), ["agent", "sidecar"], "{stdout}");
+    assert!(tags[0].1.starts_with("bot-bottle-agent-base:"));
+    assert!(tags[1].1.starts_with("bot-bottle-sidecar:"));
+
+    let version = std::process::Command::new("docker")
+        .args(["run", "--rm", "--network", "none", tags[1].1, "bot-bottle", "--version"])
+        .output()
+        .expect("docker CLI runs");
+    assert!(version.status.success(), "{}", String::from_utf8_lossy(&version.stderr));
+    assert_eq!(String::from_utf8_lossy(&version.stdout), format!("bot-bottle {}\n", env!("CARGO_PKG_VERSION")));
 }

@@ -1,0 +1,75 @@
+//! The crate's one error type. Every message names the image or step; [`Error::hint`] says what to do.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong talking to an engine or building an image.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No engine answered on the socket.
+    #[error("cannot reach the docker engine at `{endpoint}`")]
+    EngineUnreachable {
+        endpoint: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// `DOCKER_HOST` names a transport this build does not speak.
+    #[error("`DOCKER_HOST={endpoint}` is not a unix socket")]
+    UnsupportedEndpoint { endpoint: String },
+    /// An engine API call failed during a build step.
+    #[error("image `{image}`: {step} failed")]
+    Engine {
+        image: String,
+        step: &'static str,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// `mmdebstrap` is not installed or could not be started.
+    #[error("image `{image}`: cannot run `mmdebstrap`")]
+    MmdebstrapMissing {
+        image: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `mmdebstrap` ran and failed; `log` is the tail of its output.
+    #[error("image `{image}`: `mmdebstrap` exited with {status} using mirror `{mirror}`; its last lines:\n{log}")]
+    Mmdebstrap { image: String, status: String, mirror: String, log: String },
+    /// A file the build needs could not be read or written.
+    #[error("image `{image}`: cannot {action} `{}`", path.display())]
+    Io {
+        image: String,
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Neither `XDG_CACHE_HOME` nor `HOME` is set, so there is nowhere to cache rootfs tarballs.
+    #[error("no cache directory: neither `XDG_CACHE_HOME` nor `HOME` is set")]
+    NoCacheDir,
+    /// The sidecar image needs the `bot-bottle` binary and none was given.
+    #[error("image `{image}`: no `bot-bottle` binary to copy in")]
+    NoSidecarBinary { image: String },
+}
+
+impl Error {
+    /// What the user can do about it, shown on its own `hint:` line.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            Self::EngineUnreachable { .. } => {
+                "start the engine with `./scripts/setup --no-build`; `DOCKER_HOST` selects another socket".into()
+            }
+            Self::UnsupportedEndpoint { .. } => {
+                "point `DOCKER_HOST` at a unix socket (`unix:///var/run/docker.sock`) or unset it".into()
+            }
+            Self::Engine { .. } => "`docker info` shows the engine's state; its log says more".into(),
+            Self::MmdebstrapMissing { .. } => {
+                "install it with `./scripts/setup --no-build` (Debian package `mmdebstrap`)".into()
+            }
+            Self::Mmdebstrap { .. } => {
+                "check the mirror answers (`apt-get update`), or set `BOT_BOTTLE_DEBIAN_MIRROR` to another one".into()
+            }
+            Self::Io { .. } => "check the path exists and is writable by this user".into(),
+            Self::NoCacheDir => "set `HOME` (or `XDG_CACHE_HOME`)".into(),
+            Self::NoSidecarBinary { .. } => "build the sidecar image with the `bot-bottle` binary itself".into(),
+        })
+    }
+}

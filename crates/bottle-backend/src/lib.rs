@@ -1,0 +1,21 @@
+//! Sandbox backends and the images bottles run.
+//!
+//! [`backend`] declares what every backend (docker, smolmachines, namespaces) offers the CLI:
+//! [`Backend`] turns a launch plan into a running [`Bottle`] and undoes it. [`engine`] is the Docker
+//! Engine connection (API version negotiated, unix socket only) and [`image`] builds the agent and
+//! sidecar images from a Dockerfile or offline from a Debian rootfs.
+//!
+//! This crate never depends on the sidecar services (egress, git-gate, supervise); they meet in the
+//! binary.
+
+pub mod backend;
+pub mod engine;
+mod error;
+pub mod image;
+
+pub use backend::{
+    Backend, Bottle, BottleStatus, BottleSummary, CleanupOptions, CleanupReport, ExecResult, ExecUser, Preflight,
+};
+pub use engine::Engine;
+pub use error::Error;
+pub use image::{BuildMode, BuiltImage, ImageBuilder, ImageKind, ImageRecipe, Progress};
