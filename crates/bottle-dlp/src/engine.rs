@@ -10,12 +10,11 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
-
 use crate::config::DlpConfig;
 use crate::error::DlpError;
 use crate::finding::{Confidence, Finding, FindingKind, Location, sort_dedup};
 use crate::known::KnownSecrets;
+use crate::literals::Literals;
 use crate::normalize::{self, OffsetMap};
 use crate::rules::{CompiledRule, RULES, Window};
 use crate::stream::StreamScanner;
@@ -23,6 +22,10 @@ use crate::stream::StreamScanner;
 /// Rule id of known-secret findings.
 pub const KNOWN_SECRET_RULE_ID: &str = "known-secret";
 const KNOWN_SECRET_DESCRIPTION: &str = "value of a secret held by the sidecar";
+
+/// Inputs are searched in blocks this big, so the several literal searchers and the
+/// normalisation check read each byte from cache rather than from memory.
+const BLOCK: usize = 64 << 10;
 
 /// Slack for the normaliser's 3-byte look-ahead, so a window never ends on a byte the streaming
 /// normaliser might still rewrite.
@@ -38,10 +41,9 @@ struct Anchor {
 /// The `token_patterns` detector: anchors automaton plus compiled rules.
 #[derive(Debug)]
 struct TokenRules {
-    automaton: AhoCorasick,
+    literals: Literals,
     anchors: Vec<Anchor>,
     rules: Vec<CompiledRule>,
-    max_anchor_len: usize,
 }
 
 impl TokenRules {
@@ -60,12 +62,10 @@ impl TokenRules {
                 }
             }
         }
-        let automaton = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
-            .build(&literals)
+        let patterns = literals.iter().map(|l| l.as_bytes().to_vec()).collect();
+        let literals = Literals::grouped(patterns, crate::rules::anchor_group)
             .map_err(|source| DlpError::Automaton { what: "rule anchors", source })?;
-        let max_anchor_len = literals.iter().map(|l| l.len()).max().unwrap_or(0);
-        Ok(Self { automaton, anchors, rules, max_anchor_len })
+        Ok(Self { literals, anchors, rules })
     }
 
     fn anchor_count(&self) -> usize {
@@ -139,9 +139,17 @@ impl Engine {
     pub fn scan(&self, input: &[u8], location: &Location) -> Vec<Finding> {
         let mut out = Vec::new();
         let raw = LaneInput { buf: input, base: 0, is_final: true, map: None };
-        self.scan_lane(raw, 0, location, &mut out);
+        let mut dirty = false;
+        let mut from = 0;
+        while from < input.len() {
+            let limit = (from + BLOCK).min(input.len());
+            self.scan_range(raw, from, limit, location, &mut out);
+            // Two bytes of overlap so an escape cut by the block boundary is seen.
+            dirty = dirty || normalize::is_dirty(&input[from..(limit + 2).min(input.len())]);
+            from = limit;
+        }
         // The normalised view is only worth a second pass if normalising changes something.
-        if normalize::is_dirty(input) {
+        if dirty {
             let (view, map) = normalize::normalize_all(input);
             let lane = LaneInput { buf: &view, base: 0, is_final: true, map: Some(&map) };
             self.scan_lane(lane, 0, location, &mut out);
@@ -186,21 +194,30 @@ impl Engine {
         if limit <= from {
             return from;
         }
+        let mut block = from;
+        while block < limit {
+            let block_end = (block + BLOCK).min(limit);
+            self.scan_range(lane, block, block_end, location, out);
+            block = block_end;
+        }
+        limit
+    }
+
+    /// Evaluates the hits starting in `from..limit` (lane offsets); their windows must be
+    /// complete in `lane` (or cut by its final end).
+    fn scan_range(&self, lane: LaneInput<'_>, from: usize, limit: usize, location: &Location, out: &mut Vec<Finding>) {
+        let end = lane.base + lane.buf.len();
         let to_raw = |span: Range<usize>| match lane.map {
             Some(map) => map.raw_start(span.start)..map.raw_end(span.end - 1),
             None => span,
         };
         if let Some(token) = &self.inner.token {
-            let stop = (limit + token.max_anchor_len).min(end) - lane.base;
-            let input = Input::new(lane.buf).span(from - lane.base..stop);
             let mut spans = Vec::new();
-            for hit in token.automaton.find_overlapping_iter(input) {
-                let anchor = lane.base + hit.start();
-                if anchor >= limit {
-                    continue;
-                }
-                let anchor_end = lane.base + hit.end();
-                for &index in &token.anchors[hit.pattern().as_usize()].rules {
+            token.literals.for_each(lane.buf, from - lane.base, limit - lane.base, |pattern, start| {
+                let anchor = lane.base + start;
+                let info = &token.anchors[pattern];
+                let anchor_end = anchor + info.len;
+                for &index in &info.rules {
                     let compiled = &token.rules[index];
                     let rule = compiled.rule;
                     // One byte past the longest match, to see the token's trailing edge.
@@ -229,29 +246,24 @@ impl Engine {
                         });
                     }
                 }
-            }
+            });
         }
         if let Some(known) = &self.inner.known {
-            let stop = (limit + known.max_len).min(end) - lane.base;
-            let input = Input::new(lane.buf).span(from - lane.base..stop);
-            for hit in known.automaton.find_overlapping_iter(input) {
-                if lane.base + hit.start() >= limit {
-                    continue;
-                }
-                let variant = &known.variants[hit.pattern().as_usize()];
+            known.literals.for_each(lane.buf, from - lane.base, limit - lane.base, |pattern, start| {
+                let variant = &known.variants[pattern];
+                let start = lane.base + start;
                 out.push(Finding {
                     rule_id: KNOWN_SECRET_RULE_ID,
                     description: KNOWN_SECRET_DESCRIPTION,
                     confidence: Confidence::High,
                     kind: FindingKind::Secret,
                     location: location.clone(),
-                    span: to_raw(lane.base + hit.start()..lane.base + hit.end()),
+                    span: to_raw(start..start + variant.len),
                     secret_name: Some(known.names[variant.secret].clone()),
                     encoding: Some(variant.encoding),
                 });
-            }
+            });
         }
-        limit
     }
 }
 

@@ -9,13 +9,13 @@
 
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
 use crate::config::KnownSecret;
 use crate::error::DlpError;
 use crate::finding::{Base64Alphabet, Encoding};
+use crate::literals::Literals;
 
 /// Shorter values would make base64 cores of a handful of characters: too many false positives.
 pub const MIN_SECRET_LEN: usize = 8;
@@ -26,12 +26,14 @@ pub(crate) struct Variant {
     /// Index into [`KnownSecrets::names`].
     pub(crate) secret: usize,
     pub(crate) encoding: Encoding,
+    /// Length of the encoded form.
+    pub(crate) len: usize,
 }
 
 /// The compiled known-secret matcher.
 #[derive(Debug, Clone)]
 pub(crate) struct KnownSecrets {
-    pub(crate) automaton: AhoCorasick,
+    pub(crate) literals: Literals,
     pub(crate) variants: Vec<Variant>,
     pub(crate) names: Vec<Arc<str>>,
     /// Longest pattern, which bounds how much a stream must carry over.
@@ -136,16 +138,14 @@ impl KnownSecrets {
             }
             names.push(secret.name.as_str().into());
             for (bytes, encoding) in variants_of(secret.value.expose()) {
+                variants.push(Variant { secret: index, encoding, len: bytes.len() });
                 patterns.push(bytes);
-                variants.push(Variant { secret: index, encoding });
             }
         }
-        let max_len = patterns.iter().map(Vec::len).max().unwrap_or(0);
-        let automaton = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
-            .build(&patterns)
-            .map_err(|source| DlpError::Automaton { what: "known secrets", source })?;
-        Ok(Some(Self { automaton, variants, names, max_len }))
+        let literals =
+            Literals::new(patterns).map_err(|source| DlpError::Automaton { what: "known secrets", source })?;
+        let max_len = literals.max_len();
+        Ok(Some(Self { literals, variants, names, max_len }))
     }
 }
 

@@ -35,6 +35,7 @@ mod error;
 mod finding;
 mod header;
 mod known;
+mod literals;
 mod normalize;
 mod redact;
 mod rules;

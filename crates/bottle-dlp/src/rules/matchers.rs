@@ -24,8 +24,10 @@ pub(crate) const MAX_USERINFO_LEN: usize = 256;
 pub(crate) enum AssignmentKind {
     /// key / token / secret / credential: needs a long, random-looking value.
     Secret,
-    /// password / passwd / pwd: human-chosen, so a lower bar.
+    /// password / passwd: human-chosen, so a lower bar.
     Password,
+    /// A `gitea…token`/`gitea…key` setting holding 40 lowercase hex digits.
+    Gitea,
 }
 
 /// Shannon entropy of `bytes` in bits per byte.
@@ -134,23 +136,50 @@ pub(crate) fn is_jwt(token: &[u8]) -> bool {
     }
 }
 
+/// A 256-entry byte-class table, so hot loops test membership with one load.
+const fn class(chars: &[u8], alnum: bool, printable_except: bool) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = if printable_except { b > 0x20 && b < 0x7F } else { alnum && b.is_ascii_alphanumeric() };
+        i += 1;
+    }
+    let mut j = 0;
+    while j < chars.len() {
+        table[chars[j] as usize] = !printable_except;
+        j += 1;
+    }
+    table
+}
+
+/// Identifier bytes around an assignment keyword.
+static IDENT: [bool; 256] = class(b"_.-", true, false);
+/// Bytes of an unquoted or quoted assignment value.
+static VALUE: [bool; 256] = class(b"\"'`,;&()[]{}<>\\", false, true);
+/// Bytes of a URL's `user:password` part.
+static USERINFO: [bool; 256] = class(b"/?#@\"'<>`", false, true);
+/// Bytes of a URL scheme.
+static SCHEME: [bool; 256] = class(b"+.-", true, false);
+
 fn is_ident(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
+    IDENT[usize::from(b)]
 }
 
-fn is_value_byte(b: u8) -> bool {
-    (0x21..0x7F).contains(&b) && !b"\"'`,;&()[]{}<>\\".contains(&b)
-}
-
-/// Cursor over a window that never reads past its end.
-struct Cursor<'w, 'a> {
-    w: &'w Window<'a>,
+/// Cursor over a window's bytes (buffer indices), never past the window's end.
+struct Cursor<'a> {
+    bytes: &'a [u8],
     pos: usize,
 }
 
-impl Cursor<'_, '_> {
+impl<'a> Cursor<'a> {
+    /// A cursor at lane offset `at`, limited to the window.
+    fn new(w: &Window<'a>, at: usize) -> Self {
+        Self { bytes: &w.buf[..w.hi - w.base], pos: at - w.base }
+    }
+
     fn peek(&self) -> Option<u8> {
-        if self.pos < self.w.hi { self.w.byte_at(self.pos) } else { None }
+        self.bytes.get(self.pos).copied()
     }
 
     fn eat(&mut self, pred: impl Fn(u8) -> bool) -> bool {
@@ -163,33 +192,33 @@ impl Cursor<'_, '_> {
         }
     }
 
-    fn skip(&mut self, max: usize, pred: impl Fn(u8) -> bool) -> usize {
-        let start = self.pos;
-        while self.pos - start < max && self.eat(&pred) {}
-        self.pos - start
+    /// Advances over at most `max` bytes of `table`'s class; returns how many.
+    fn skip_class(&mut self, max: usize, table: &[bool; 256]) -> usize {
+        let rest = &self.bytes[self.pos.min(self.bytes.len())..];
+        let n = rest.iter().take(max).position(|&b| !table[usize::from(b)]).unwrap_or(rest.len().min(max));
+        self.pos += n;
+        n
+    }
+
+    fn skip_blanks(&mut self) {
+        let mut n = 0;
+        while n < 4 && self.eat(|b| b == b' ' || b == b'\t') {
+            n += 1;
+        }
     }
 }
 
 /// `identifier [quote] ws op ws [quote] value`, where the identifier contains the anchor keyword.
 pub(crate) fn assignment(kind: AssignmentKind, w: &Window<'_>, out: &mut Vec<Range<usize>>) {
-    // The whole identifier decides the family, so `db_password_key` is judged once, as a password.
-    let mut ident_start = w.anchor;
-    while ident_start > w.lo && w.byte_at(ident_start - 1).is_some_and(is_ident) {
-        ident_start -= 1;
-    }
-    let mut c = Cursor { w, pos: w.anchor_end };
-    c.skip(MAX_IDENT_AROUND, is_ident);
+    // Cheapest rejections first: most keyword hits in code (`map.get(&key)`) have no operator.
+    let mut c = Cursor::new(w, w.anchor_end);
+    c.skip_class(MAX_IDENT_AROUND, &IDENT);
     if c.peek().is_some_and(is_ident) {
         return;
     }
-    let ident = w.buf[ident_start - w.base..c.pos - w.base].to_ascii_lowercase();
-    let has = |needle: &[u8]| memchr::memmem::find(&ident, needle).is_some();
-    let is_password = has(b"pass") || has(b"pwd");
-    if is_password != (kind == AssignmentKind::Password) {
-        return;
-    }
+    let ident_end = c.pos;
     c.eat(|b| b == b'"' || b == b'\'');
-    c.skip(4, |b| b == b' ' || b == b'\t');
+    c.skip_blanks();
     match c.peek() {
         Some(b'=') => {
             c.pos += 1;
@@ -205,15 +234,15 @@ pub(crate) fn assignment(kind: AssignmentKind, w: &Window<'_>, out: &mut Vec<Ran
         }
         _ => return,
     }
-    c.skip(4, |b| b == b' ' || b == b'\t');
+    c.skip_blanks();
     let quote = c.peek().filter(|&b| matches!(b, b'"' | b'\'' | b'`'));
     if quote.is_some() {
         c.pos += 1;
     }
     let start = c.pos;
-    let len = c.skip(MAX_VALUE_LEN + 1, is_value_byte);
+    let len = c.skip_class(MAX_VALUE_LEN + 1, &VALUE);
     let end = start + len;
-    if w.truncated(end) || len > MAX_VALUE_LEN {
+    if w.truncated(w.base + end) || !(8..=MAX_VALUE_LEN).contains(&len) {
         return;
     }
     let terminator = c.peek();
@@ -222,13 +251,25 @@ pub(crate) fn assignment(kind: AssignmentKind, w: &Window<'_>, out: &mut Vec<Ran
         // A call (`token = make_token(…)`) or a non-ASCII continuation is not a literal.
         None => terminator.is_none_or(|b| b != b'(' && b < 0x80),
     };
-    let value = &w.buf[start - w.base..end - w.base];
+    if !terminated_ok {
+        return;
+    }
+    // The whole identifier decides the family, so `db_password_key` is judged once, as a password.
+    let mut ident_start = w.anchor - w.base;
+    while ident_start > w.lo - w.base && is_ident(w.buf[ident_start - 1]) {
+        ident_start -= 1;
+    }
+    let ident = &w.buf[ident_start..ident_end];
+    let has = |needle: &[u8]| ident.windows(needle.len()).any(|x| x.eq_ignore_ascii_case(needle));
+    let value = &w.buf[start..end];
+    let gitea = has(b"gitea") && len == 40 && value.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
     let plausible = match kind {
-        AssignmentKind::Secret => looks_random(value),
-        AssignmentKind::Password => looks_like_password(value),
+        AssignmentKind::Password => has(b"pass") && looks_like_password(value),
+        AssignmentKind::Gitea => gitea,
+        AssignmentKind::Secret => !has(b"pass") && !gitea && looks_random(value),
     };
-    if terminated_ok && plausible {
-        out.push(start..end);
+    if plausible {
+        out.push(w.base + start..w.base + end);
     }
 }
 
@@ -256,20 +297,21 @@ fn pem_header(w: &Window<'_>, pos: usize) -> Option<(Range<usize>, usize)> {
 /// A private key block; spans to the matching END line when it is within the window, otherwise
 /// over the header and the body bytes that follow it.
 pub(crate) fn pem_block(json_key: bool, w: &Window<'_>, out: &mut Vec<Range<usize>>) {
-    let mut c = Cursor { w, pos: w.anchor_end };
+    let mut c = Cursor::new(w, w.anchor_end);
     if json_key {
-        c.skip(4, |b| b.is_ascii_whitespace());
+        let blank = |b: u8| b.is_ascii_whitespace();
+        while c.eat(blank) {}
         if !c.eat(|b| b == b':') {
             return;
         }
-        c.skip(4, |b| b.is_ascii_whitespace());
+        while c.eat(blank) {}
         if !c.eat(|b| b == b'"') {
             return;
         }
     } else {
-        c.pos = w.anchor;
+        c.pos = w.anchor - w.base;
     }
-    let begin = c.pos;
+    let begin = w.base + c.pos;
     let Some((label, header_end)) = pem_header(w, begin) else { return };
     let body = &w.buf[header_end - w.base..w.hi - w.base];
     let mut end = header_end + body.iter().position(|&b| !pem_body_byte(b) || b == b'-').unwrap_or(body.len());
@@ -286,21 +328,18 @@ pub(crate) fn pem_block(json_key: bool, w: &Window<'_>, out: &mut Vec<Range<usiz
 
 /// `scheme://user:password@`, reporting the password.
 pub(crate) fn url_credentials(w: &Window<'_>, out: &mut Vec<Range<usize>>) {
-    let mut scheme_start = w.anchor;
-    while scheme_start > w.lo
-        && w.byte_at(scheme_start - 1).is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'-'))
-    {
-        scheme_start -= 1;
-    }
-    if scheme_start == w.anchor || !w.byte_at(scheme_start).is_some_and(|b| b.is_ascii_alphabetic()) {
+    let before = &w.buf[w.lo - w.base..w.anchor - w.base];
+    let scheme_len = before.iter().rev().take_while(|&&b| SCHEME[usize::from(b)]).count();
+    if scheme_len == 0 || !before[before.len() - scheme_len].is_ascii_alphabetic() {
         return;
     }
-    let mut c = Cursor { w, pos: w.anchor_end };
-    let len = c.skip(MAX_USERINFO_LEN, |b| b > 0x20 && b < 0x7F && !b"/?#@\"'<>`".contains(&b));
-    if w.truncated(c.pos) || c.peek() != Some(b'@') || len == 0 {
+    let mut c = Cursor::new(w, w.anchor_end);
+    let len = c.skip_class(MAX_USERINFO_LEN, &USERINFO);
+    if w.truncated(w.base + c.pos) || c.peek() != Some(b'@') || len == 0 {
         return;
     }
-    let userinfo = &w.buf[w.anchor_end - w.base..c.pos - w.base];
+    let at = w.base + c.pos;
+    let userinfo = &w.buf[w.anchor_end - w.base..c.pos];
     let Some(colon) = userinfo.iter().position(|&b| b == b':') else { return };
     let password = &userinfo[colon + 1..];
     let lower = password.to_ascii_lowercase();
@@ -311,7 +350,7 @@ pub(crate) fn url_credentials(w: &Window<'_>, out: &mut Vec<Range<usize>>) {
     {
         return;
     }
-    out.push(w.anchor_end + colon + 1..c.pos);
+    out.push(w.anchor_end + colon + 1..at);
 }
 
 #[cfg(test)]

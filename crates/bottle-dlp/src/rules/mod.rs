@@ -55,7 +55,17 @@ impl Edge {
 pub(crate) enum Matcher {
     /// A regex over the window. The reported span is the first capture group that took part in
     /// the match, or the whole match. The whole match must overlap the anchor's first byte.
-    Regex { pattern: &'static str, leading: Edge, trailing: Edge, validate: Option<fn(&[u8]) -> bool> },
+    Regex {
+        pattern: &'static str,
+        leading: Edge,
+        trailing: Edge,
+        validate: Option<fn(&[u8]) -> bool>,
+        /// Lowercase literal that must occur (ASCII case-insensitively) in the window before the
+        /// anchor: a cheap check that spares the regex on common anchors.
+        context: Option<&'static str>,
+        /// Bytes allowed right after the anchor (empty: any), checked before running the regex.
+        follow: &'static [u8],
+    },
     /// `keyword…[:=] value` with a high-entropy value (hand-written: keywords are common).
     Assignment(AssignmentKind),
     /// A PEM private-key block, extended to its `-----END …-----` line when that is in reach.
@@ -92,27 +102,13 @@ pub struct RuleInfo {
 }
 
 const SECRET_WORDS: &[&str] = &["secret", "Secret", "SECRET"];
-const ASSIGNMENT_WORDS: &[&str] = &[
-    "key",
-    "Key",
-    "KEY",
-    "token",
-    "Token",
-    "TOKEN",
-    "secret",
-    "Secret",
-    "SECRET",
-    "credential",
-    "Credential",
-    "CREDENTIAL",
-    "passw",
-    "Passw",
-    "PASSW",
-    "pwd",
-    "Pwd",
-    "PWD",
-];
-const BEARER_WORDS: &[&str] = &["Bearer", "bearer", "BEARER", "token", "Token", "TOKEN"];
+// Assignment keywords. Deliberately few and spelled in the three usual cases: every extra short
+// anchor raises the SIMD prefilter's false-positive rate on ordinary code.
+const SECRET_ASSIGNMENT_WORDS: &[&str] =
+    &["key", "Key", "KEY", "token", "Token", "TOKEN", "secret", "Secret", "SECRET"];
+const PASSWORD_WORDS: &[&str] = &["passw", "Passw", "PASSW"];
+const KEY_OR_TOKEN_WORDS: &[&str] = &["key", "Key", "KEY", "token", "Token", "TOKEN"];
+const BEARER_WORDS: &[&str] = &["Bearer", "bearer", "token", "Token", "TOKEN"];
 
 const fn token(
     id: &'static str,
@@ -130,7 +126,7 @@ const fn token(
         anchors,
         before: 0,
         after,
-        matcher: Matcher::Regex { pattern, leading, trailing, validate: None },
+        matcher: Matcher::Regex { pattern, leading, trailing, validate: None, context: None, follow: b"" },
     }
 }
 
@@ -157,6 +153,8 @@ pub(crate) static RULES: &[Rule] = &[
             leading: Edge::Any,
             trailing: Edge::Base64,
             validate: None,
+            context: None,
+            follow: b"_-Aa",
         },
     },
     token(
@@ -260,10 +258,10 @@ pub(crate) static RULES: &[Rule] = &[
     ),
     token(
         "gitlab-token",
-        "GitLab deploy, runner, trigger, feed or OAuth application token",
-        &["gldt-", "glrt-", "glptt-", "glft-", "gloas-", "GR1348941"],
+        "GitLab deploy, runner or pipeline-trigger token",
+        &["gldt-", "glrt-", "glptt-"],
         255,
-        r"\A(?:(?:gldt|glrt|glptt|glft|gloas)-|GR1348941)[A-Za-z0-9_-]{20,255}",
+        r"\A(?:gldt|glrt|glptt)-[A-Za-z0-9_-]{20,255}",
         Edge::Word,
         Edge::Base64Url,
     ),
@@ -271,15 +269,11 @@ pub(crate) static RULES: &[Rule] = &[
         id: "gitea-token",
         description: "Gitea / Forgejo access token (40 hex) assigned to a gitea token/key setting",
         confidence: Confidence::Medium,
-        anchors: &["gitea", "Gitea", "GITEA"],
-        before: 0,
-        after: 90,
-        matcher: Matcher::Regex {
-            pattern: r#"(?i)\Agitea[a-z0-9_.-]{0,24}(?:token|key|secret|pat)[a-z0-9_.-]{0,8}["']?[ \t]{0,4}(?:=>|:=|=|:)[ \t]{0,4}["']?([0-9a-f]{40})"#,
-            leading: Edge::Any,
-            trailing: Edge::Alnum,
-            validate: None,
-        },
+        // Anchored on the key/token keyword: a `gitea` anchor of its own would cost prefilter speed.
+        anchors: KEY_OR_TOKEN_WORDS,
+        before: matchers::MAX_IDENT_AROUND,
+        after: matchers::ASSIGNMENT_AFTER,
+        matcher: Matcher::Assignment(AssignmentKind::Gitea),
     },
     Rule {
         id: "bearer-token",
@@ -289,10 +283,12 @@ pub(crate) static RULES: &[Rule] = &[
         before: 0,
         after: 1040,
         matcher: Matcher::Regex {
-            pattern: r"\A(?:[Bb]earer|BEARER|[Tt]oken|TOKEN)[ \t]{1,4}([A-Za-z0-9._~+/-]{20,1024}=*)",
+            pattern: r"\A(?:[Bb]earer|[Tt]oken|TOKEN)[ \t]{1,4}([A-Za-z0-9._~+/-]{20,1024}=*)",
             leading: Edge::Alnum,
             trailing: Edge::Base64,
             validate: Some(matchers::looks_random),
+            context: None,
+            follow: b" \t",
         },
     },
     Rule {
@@ -307,6 +303,8 @@ pub(crate) static RULES: &[Rule] = &[
             leading: Edge::Alnum,
             trailing: Edge::Base64,
             validate: Some(matchers::is_basic_credentials),
+            context: None,
+            follow: b" \t",
         },
     },
     Rule {
@@ -349,6 +347,8 @@ pub(crate) static RULES: &[Rule] = &[
             leading: Edge::Alnum,
             trailing: Edge::Base64Url,
             validate: None,
+            context: None,
+            follow: b"",
         },
     },
     token(
@@ -391,6 +391,8 @@ pub(crate) static RULES: &[Rule] = &[
             leading: Edge::Any,
             trailing: Edge::Base64Url,
             validate: None,
+            context: None,
+            follow: b"",
         },
     },
     Rule {
@@ -406,6 +408,8 @@ pub(crate) static RULES: &[Rule] = &[
             leading: Edge::Digit,
             trailing: Edge::Base64Url,
             validate: None,
+            context: None,
+            follow: b"",
         },
     },
     token(
@@ -448,13 +452,15 @@ pub(crate) static RULES: &[Rule] = &[
             leading: Edge::Base64Url,
             trailing: Edge::Base64Url,
             validate: Some(matchers::is_jwt),
+            context: None,
+            follow: b"",
         },
     },
     Rule {
         id: "generic-secret-assignment",
         description: "high-entropy value assigned to a key/token/secret/credential field",
         confidence: Confidence::Medium,
-        anchors: ASSIGNMENT_WORDS,
+        anchors: SECRET_ASSIGNMENT_WORDS,
         before: matchers::MAX_IDENT_AROUND,
         after: matchers::ASSIGNMENT_AFTER,
         matcher: Matcher::Assignment(AssignmentKind::Secret),
@@ -463,12 +469,20 @@ pub(crate) static RULES: &[Rule] = &[
         id: "generic-password-assignment",
         description: "non-trivial value assigned to a password field",
         confidence: Confidence::Low,
-        anchors: ASSIGNMENT_WORDS,
+        anchors: PASSWORD_WORDS,
         before: matchers::MAX_IDENT_AROUND,
         after: matchers::ASSIGNMENT_AFTER,
         matcher: Matcher::Assignment(AssignmentKind::Password),
     },
 ];
+
+/// Prefilter group of an anchor. Teddy is fastest with at most 32 literals, and its false
+/// positives come mostly from short and common ones, so ordinary words and literals under 4 bytes
+/// (group 0) get their own searcher and the distinctive vendor prefixes (group 1) keep a fast one.
+pub(crate) fn anchor_group(anchor: &[u8]) -> usize {
+    const WORDS: &[&[u8]] = &[b"key", b"token", b"secret", b"passw", b"bearer", b"basic"];
+    usize::from(anchor.len() >= 4 && !WORDS.iter().any(|w| w.eq_ignore_ascii_case(anchor)))
+}
 
 /// Every built-in rule, for documentation and manifest validation.
 pub fn rules() -> impl Iterator<Item = RuleInfo> {
@@ -539,12 +553,20 @@ impl CompiledRule {
     /// Evaluates the rule in `window`, appending matched spans (lane offsets) to `out`.
     pub(crate) fn eval(&self, window: &Window<'_>, out: &mut Vec<Range<usize>>) {
         match (self.rule.matcher, &self.regex) {
-            (Matcher::Regex { leading, trailing, validate, .. }, Some(regex)) => {
+            (Matcher::Regex { leading, trailing, validate, context, follow, .. }, Some(regex)) => {
+                // Cheap checks first: most hits of common anchors fail them, and a regex call
+                // costs far more than a byte comparison.
+                if !follow.is_empty() && window.byte_at(window.anchor_end).is_none_or(|b| !follow.contains(&b)) {
+                    return;
+                }
+                let before = &window.buf[window.lo - window.base..window.anchor - window.base];
+                if context.is_some_and(|needle| !contains_ignore_case(before, needle.as_bytes())) {
+                    return;
+                }
                 let bytes = window.bytes();
                 let mut at = 0;
                 while at <= bytes.len() {
-                    let Some(caps) = regex.captures_at(bytes, at) else { break };
-                    let Some(whole) = caps.get(0) else { break };
+                    let Some(whole) = regex.find_at(bytes, at) else { break };
                     let (start, end) = (window.lo + whole.start(), window.lo + whole.end());
                     at = whole.end().max(whole.start() + 1);
                     if start > window.anchor {
@@ -554,9 +576,17 @@ impl CompiledRule {
                     {
                         continue;
                     }
-                    let group = caps.iter().skip(1).flatten().next().unwrap_or(whole);
-                    let span = window.lo + group.start()..window.lo + group.end();
-                    if validate.is_none_or(|f| f(&bytes[group.range()])) {
+                    // Only rules with a capture group pay for capture extraction, and only on a match.
+                    let group = if regex.captures_len() > 1 {
+                        regex
+                            .captures_at(bytes, whole.start())
+                            .and_then(|caps| caps.iter().skip(1).flatten().next())
+                            .map_or(whole.range(), |g| g.range())
+                    } else {
+                        whole.range()
+                    };
+                    let span = window.lo + group.start..window.lo + group.end;
+                    if validate.is_none_or(|f| f(&bytes[group])) {
                         out.push(span);
                     }
                 }
@@ -567,4 +597,9 @@ impl CompiledRule {
             (Matcher::Regex { .. }, None) => {}
         }
     }
+}
+
+/// ASCII case-insensitive substring test (`needle` is lowercase).
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }

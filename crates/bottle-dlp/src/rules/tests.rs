@@ -78,7 +78,7 @@ fn cases() -> Vec<(&'static str, Vec<String>, Vec<String>)> {
             vec![format!("github_pat_{}_{}", an(22), chars(ALNUM, 50, 5))],
         ),
         ("gitlab-personal-access-token", vec![format!("glpat-{}", chars(B64URL, 20, 6))], vec![format!("glpat-{}", an(19))]),
-        ("gitlab-token", vec![format!("glrt-{}", an(20)), format!("GR1348941{}", an(20))], vec!["glrt-short".into()]),
+        ("gitlab-token", vec![format!("glrt-{}", an(20)), format!("gldt-{}", an(24))], vec!["glrt-short".into()]),
         (
             "gitea-token",
             vec![format!("GITEA_TOKEN={}", chars(HEX, 40, 7)), format!("gitea.token: \"{}\"", chars(HEX, 40, 7))],
