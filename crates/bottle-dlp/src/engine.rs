@@ -38,10 +38,10 @@ struct Anchor {
     rules: Vec<usize>,
 }
 
-/// The `token_patterns` detector: anchors automaton plus compiled rules.
+/// The `token_patterns` detector: anchor literals plus compiled rules.
 #[derive(Debug)]
 struct TokenRules {
-    literals: Literals,
+    literals: Vec<&'static str>,
     anchors: Vec<Anchor>,
     rules: Vec<CompiledRule>,
 }
@@ -62,9 +62,6 @@ impl TokenRules {
                 }
             }
         }
-        let patterns = literals.iter().map(|l| l.as_bytes().to_vec()).collect();
-        let literals = Literals::grouped(patterns, crate::rules::anchor_group)
-            .map_err(|source| DlpError::Automaton { what: "rule anchors", source })?;
         Ok(Self { literals, anchors, rules })
     }
 
@@ -73,10 +70,17 @@ impl TokenRules {
     }
 }
 
+/// Teddy's pattern limit; beyond it a prefilter group falls back to a slower automaton.
+const TEDDY_MAX: usize = 64;
+
 #[derive(Debug)]
 struct Inner {
     token: Option<TokenRules>,
     known: Option<KnownSecrets>,
+    /// One prefilter over the rule anchors (ids `0..anchor_count`) and the known-secret variants
+    /// (ids from `anchor_count`), so clean text is read by as few SIMD passes as possible.
+    prefilter: Literals,
+    anchor_count: usize,
     /// An anchor at lane offset `a` is evaluated only once bytes up to `a + horizon` are present
     /// (or the input ended): every window it may use then lies inside the buffer.
     horizon: usize,
@@ -99,9 +103,20 @@ pub(crate) struct LaneInput<'a> {
 
 /// The compiled secret-detection engine. Immutable; clone it freely (an `Arc` bump) and share it
 /// across threads.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
+}
+
+// Manual: the derived form would print the known-secret automaton's patterns, i.e. the secrets.
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("token_patterns", &self.inner.token.as_ref().map(|t| t.rules.len()))
+            .field("known_secrets", &self.inner.known.as_ref().map(|k| &k.names))
+            .field("carry_capacity", &self.carry_capacity())
+            .finish()
+    }
 }
 
 impl Engine {
@@ -123,11 +138,25 @@ impl Engine {
             t.anchors.iter().flat_map(|a| a.rules.iter().map(move |&r| a.len + RULES[r].after + 1)).max().unwrap_or(0)
         });
         let known_reach = known.as_ref().map_or(0, |k| k.max_len);
+        let anchor_literals: &[&str] = token.as_ref().map_or(&[], |t| &t.literals);
+        let anchor_count = anchor_literals.len();
+        let mut patterns: Vec<Vec<u8>> = anchor_literals.iter().map(|l| l.as_bytes().to_vec()).collect();
+        patterns.extend(known.as_ref().map_or(&[][..], |k| &k.patterns).iter().cloned());
+        // Known-secret variants are long and distinctive like vendor prefixes: share that group
+        // (one pass fewer) while it fits Teddy, else give them their own.
+        let distinctive = patterns[..anchor_count].iter().filter(|p| crate::rules::anchor_group(p) == 1).count();
+        let known_group = if distinctive + (patterns.len() - anchor_count) <= TEDDY_MAX { 1 } else { 2 };
+        let prefilter = Literals::grouped(patterns, |id, literal| {
+            if id < anchor_count { crate::rules::anchor_group(literal) } else { known_group }
+        })
+        .map_err(|source| DlpError::Automaton { what: "prefilter", source })?;
         let keep_before = token.as_ref().map_or(0, |t| t.rules.iter().map(|r| r.rule.before).max().unwrap_or(0)) + 1;
         Ok(Self {
             inner: Arc::new(Inner {
                 token,
                 known,
+                prefilter,
+                anchor_count,
                 horizon: rule_reach.max(known_reach) + NORMALIZER_SLACK,
                 keep_before,
             }),
@@ -170,7 +199,7 @@ impl Engine {
         self.inner.horizon + self.inner.keep_before
     }
 
-    /// Number of distinct anchor literals in the prefilter (kept ≤ 64 for the SIMD searcher).
+    /// Number of distinct rule anchor literals in the prefilter.
     #[must_use]
     pub fn anchor_count(&self) -> usize {
         self.inner.token.as_ref().map_or(0, TokenRules::anchor_count)
@@ -211,59 +240,59 @@ impl Engine {
             Some(map) => map.raw_start(span.start)..map.raw_end(span.end - 1),
             None => span,
         };
-        if let Some(token) = &self.inner.token {
-            let mut spans = Vec::new();
-            token.literals.for_each(lane.buf, from - lane.base, limit - lane.base, |pattern, start| {
-                let anchor = lane.base + start;
-                let info = &token.anchors[pattern];
-                let anchor_end = anchor + info.len;
-                for &index in &info.rules {
-                    let compiled = &token.rules[index];
-                    let rule = compiled.rule;
-                    // One byte past the longest match, to see the token's trailing edge.
-                    let reach = anchor_end + rule.after + 1;
-                    let window = Window {
-                        buf: lane.buf,
-                        base: lane.base,
-                        lo: anchor.saturating_sub(rule.before).max(lane.base),
-                        hi: reach.min(end),
-                        anchor,
-                        anchor_end,
-                        at_eof: lane.is_final && reach >= end,
-                    };
-                    spans.clear();
-                    compiled.eval(&window, &mut spans);
-                    for span in spans.drain(..).filter(|s| s.start < s.end) {
-                        out.push(Finding {
-                            rule_id: rule.id,
-                            description: rule.description,
-                            confidence: rule.confidence,
-                            kind: FindingKind::Secret,
-                            location: location.clone(),
-                            span: to_raw(span),
-                            secret_name: None,
-                            encoding: None,
-                        });
-                    }
+        let mut spans = Vec::new();
+        let anchor_count = self.inner.anchor_count;
+        self.inner.prefilter.for_each(lane.buf, from - lane.base, limit - lane.base, |pattern, start| {
+            let anchor = lane.base + start;
+            if pattern >= anchor_count {
+                if let Some(known) = &self.inner.known {
+                    let variant = &known.variants[pattern - anchor_count];
+                    out.push(Finding {
+                        rule_id: KNOWN_SECRET_RULE_ID,
+                        description: KNOWN_SECRET_DESCRIPTION,
+                        confidence: Confidence::High,
+                        kind: FindingKind::Secret,
+                        location: location.clone(),
+                        span: to_raw(anchor..anchor + variant.len),
+                        secret_name: Some(known.names[variant.secret].clone()),
+                        encoding: Some(variant.encoding),
+                    });
                 }
-            });
-        }
-        if let Some(known) = &self.inner.known {
-            known.literals.for_each(lane.buf, from - lane.base, limit - lane.base, |pattern, start| {
-                let variant = &known.variants[pattern];
-                let start = lane.base + start;
-                out.push(Finding {
-                    rule_id: KNOWN_SECRET_RULE_ID,
-                    description: KNOWN_SECRET_DESCRIPTION,
-                    confidence: Confidence::High,
-                    kind: FindingKind::Secret,
-                    location: location.clone(),
-                    span: to_raw(start..start + variant.len),
-                    secret_name: Some(known.names[variant.secret].clone()),
-                    encoding: Some(variant.encoding),
-                });
-            });
-        }
+                return;
+            }
+            let Some(token) = &self.inner.token else { return };
+            let info = &token.anchors[pattern];
+            let anchor_end = anchor + info.len;
+            for &index in &info.rules {
+                let compiled = &token.rules[index];
+                let rule = compiled.rule;
+                // One byte past the longest match, to see the token's trailing edge.
+                let reach = anchor_end + rule.after + 1;
+                let window = Window {
+                    buf: lane.buf,
+                    base: lane.base,
+                    lo: anchor.saturating_sub(rule.before).max(lane.base),
+                    hi: reach.min(end),
+                    anchor,
+                    anchor_end,
+                    at_eof: lane.is_final && reach >= end,
+                };
+                spans.clear();
+                let rule = compiled.eval(&window, &mut spans);
+                for span in spans.drain(..).filter(|s| s.start < s.end) {
+                    out.push(Finding {
+                        rule_id: rule.id,
+                        description: rule.description,
+                        confidence: rule.confidence,
+                        kind: FindingKind::Secret,
+                        location: location.clone(),
+                        span: to_raw(span),
+                        secret_name: None,
+                        encoding: None,
+                    });
+                }
+            }
+        });
     }
 }
 
@@ -286,8 +315,15 @@ mod tests {
     }
 
     #[test]
-    fn anchors_fit_the_simd_prefilter() {
-        assert!(engine().anchor_count() <= 64, "{}", engine().anchor_count());
+    fn anchor_groups_fit_the_fast_simd_prefilter() {
+        // Teddy's fast (slim, 256-bit) form handles up to 32 literals per searcher.
+        let e = engine();
+        let literals = &e.inner.token.as_ref().unwrap().literals;
+        for group in 0..2 {
+            let n = literals.iter().filter(|l| crate::rules::anchor_group(l.as_bytes()) == group).count();
+            assert!(n <= 32, "group {group} has {n} anchors");
+        }
+        assert_eq!(e.anchor_count(), literals.len());
     }
 
     #[test]
@@ -344,6 +380,18 @@ mod tests {
             let shown = format!("{found:?} {}", found[0]);
             assert!(!shown.contains("s3cr3t"), "{shown}");
         }
+    }
+
+    #[test]
+    fn debug_never_shows_secret_values() {
+        let config =
+            DlpConfig { known_secrets: vec![KnownSecret::new("route", "zq-value-0123456789")], ..DlpConfig::default() };
+        let e = Engine::new(&config).unwrap();
+        let mut stream = e.stream(Location::Body);
+        let _ = stream.feed(b"prefix zq-value-0123456789 and more");
+        let shown = format!("{e:?} {stream:?}");
+        assert!(shown.contains("route"), "{shown}");
+        assert!(!shown.contains("zq-value") && !shown.contains("prefix"), "{shown}");
     }
 
     #[test]

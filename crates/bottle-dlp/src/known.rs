@@ -15,7 +15,6 @@ use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use crate::config::KnownSecret;
 use crate::error::DlpError;
 use crate::finding::{Base64Alphabet, Encoding};
-use crate::literals::Literals;
 
 /// Shorter values would make base64 cores of a handful of characters: too many false positives.
 pub const MIN_SECRET_LEN: usize = 8;
@@ -30,14 +29,22 @@ pub(crate) struct Variant {
     pub(crate) len: usize,
 }
 
-/// The compiled known-secret matcher.
-#[derive(Debug, Clone)]
+/// The known-secret variants (matched by the engine's prefilter, in one automaton group).
+#[derive(Clone)]
 pub(crate) struct KnownSecrets {
-    pub(crate) literals: Literals,
+    /// The encoded forms, in the order of `variants`; searched by the engine's prefilter.
+    pub(crate) patterns: Vec<Vec<u8>>,
     pub(crate) variants: Vec<Variant>,
     pub(crate) names: Vec<Arc<str>>,
     /// Longest pattern, which bounds how much a stream must carry over.
     pub(crate) max_len: usize,
+}
+
+// Manual: the patterns are the secrets' encodings.
+impl std::fmt::Debug for KnownSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnownSecrets").field("names", &self.names).field("variants", &self.variants.len()).finish()
+    }
 }
 
 /// Base64 characters fully determined by `secret` when it starts at byte `offset` of a group.
@@ -142,10 +149,8 @@ impl KnownSecrets {
                 patterns.push(bytes);
             }
         }
-        let literals =
-            Literals::new(patterns).map_err(|source| DlpError::Automaton { what: "known secrets", source })?;
-        let max_len = literals.max_len();
-        Ok(Some(Self { literals, variants, names, max_len }))
+        let max_len = patterns.iter().map(Vec::len).max().unwrap_or(0);
+        Ok(Some(Self { patterns, variants, names, max_len }))
     }
 }
 

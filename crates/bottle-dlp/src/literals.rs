@@ -33,11 +33,18 @@ struct Part {
 }
 
 /// A compiled literal set.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Literals {
     parts: Vec<Part>,
     patterns: Vec<Vec<u8>>,
     max_len: usize,
+}
+
+// Manual: for known secrets the literals are the secrets' encodings.
+impl std::fmt::Debug for Literals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Literals").field("count", &self.patterns.len()).field("max_len", &self.max_len).finish()
+    }
 }
 
 impl Part {
@@ -61,18 +68,19 @@ impl Part {
 
 impl Literals {
     /// One searcher over all `patterns`.
+    #[cfg(test)]
     pub(crate) fn new(patterns: Vec<Vec<u8>>) -> Result<Self, aho_corasick::BuildError> {
-        Self::grouped(patterns, |_| 0)
+        Self::grouped(patterns, |_, _| 0)
     }
 
-    /// One searcher per distinct `group` value.
+    /// One searcher per distinct `group(id, literal)` value.
     pub(crate) fn grouped(
         patterns: Vec<Vec<u8>>,
-        group: impl Fn(&[u8]) -> usize,
+        group: impl Fn(usize, &[u8]) -> usize,
     ) -> Result<Self, aho_corasick::BuildError> {
         let mut groups: Vec<Vec<usize>> = Vec::new();
         for (id, pattern) in patterns.iter().enumerate() {
-            let g = group(pattern);
+            let g = group(id, pattern);
             if groups.len() <= g {
                 groups.resize(g + 1, Vec::new());
             }
@@ -85,11 +93,6 @@ impl Literals {
             .collect::<Result<Vec<_>, _>>()?;
         let max_len = patterns.iter().map(Vec::len).max().unwrap_or(0);
         Ok(Self { parts, patterns, max_len })
-    }
-
-    /// Length of the longest literal.
-    pub(crate) fn max_len(&self) -> usize {
-        self.max_len
     }
 
     /// Calls `found(pattern_id, start)` for every occurrence in `hay` starting in `from..limit`

@@ -49,7 +49,6 @@ impl Lane {
 
 /// An in-progress streaming scan. Create with [`Engine::stream`], call [`Self::feed`] per chunk
 /// and [`Self::finish`] at the end; findings come out as soon as they are certain.
-#[derive(Debug)]
 pub struct StreamScanner {
     engine: Engine,
     location: Location,
@@ -62,6 +61,18 @@ pub struct StreamScanner {
     /// Findings already emitted whose bytes may still be seen again (by the other view).
     emitted: HashSet<FindingKey>,
     finished: bool,
+}
+
+// Manual: the carried bytes are the caller's data and may hold the very secret being looked for.
+impl std::fmt::Debug for StreamScanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamScanner")
+            .field("location", &self.location)
+            .field("buffered_len", &self.buffered_len())
+            .field("normalizing", &self.normalized.is_some())
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StreamScanner {

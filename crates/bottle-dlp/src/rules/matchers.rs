@@ -209,12 +209,14 @@ impl<'a> Cursor<'a> {
 }
 
 /// `identifier [quote] ws op ws [quote] value`, where the identifier contains the anchor keyword.
-pub(crate) fn assignment(kind: AssignmentKind, w: &Window<'_>, out: &mut Vec<Range<usize>>) {
+/// Returns what the pushed value was classified as: a `Secret` evaluation also recognises Gitea
+/// tokens, so the two rules share one parse per keyword hit.
+pub(crate) fn assignment(kind: AssignmentKind, w: &Window<'_>, out: &mut Vec<Range<usize>>) -> Option<AssignmentKind> {
     // Cheapest rejections first: most keyword hits in code (`map.get(&key)`) have no operator.
     let mut c = Cursor::new(w, w.anchor_end);
     c.skip_class(MAX_IDENT_AROUND, &IDENT);
     if c.peek().is_some_and(is_ident) {
-        return;
+        return None;
     }
     let ident_end = c.pos;
     c.eat(|b| b == b'"' || b == b'\'');
@@ -224,7 +226,7 @@ pub(crate) fn assignment(kind: AssignmentKind, w: &Window<'_>, out: &mut Vec<Ran
             c.pos += 1;
             // `==` is a comparison, `=>` a map entry.
             if c.peek() == Some(b'=') {
-                return;
+                return None;
             }
             c.eat(|b| b == b'>');
         }
@@ -232,7 +234,7 @@ pub(crate) fn assignment(kind: AssignmentKind, w: &Window<'_>, out: &mut Vec<Ran
             c.pos += 1;
             c.eat(|b| b == b'=');
         }
-        _ => return,
+        _ => return None,
     }
     c.skip_blanks();
     let quote = c.peek().filter(|&b| matches!(b, b'"' | b'\'' | b'`'));
@@ -243,7 +245,7 @@ pub(crate) fn assignment(kind: AssignmentKind, w: &Window<'_>, out: &mut Vec<Ran
     let len = c.skip_class(MAX_VALUE_LEN + 1, &VALUE);
     let end = start + len;
     if w.truncated(w.base + end) || !(8..=MAX_VALUE_LEN).contains(&len) {
-        return;
+        return None;
     }
     let terminator = c.peek();
     let terminated_ok = match quote {
@@ -252,7 +254,7 @@ pub(crate) fn assignment(kind: AssignmentKind, w: &Window<'_>, out: &mut Vec<Ran
         None => terminator.is_none_or(|b| b != b'(' && b < 0x80),
     };
     if !terminated_ok {
-        return;
+        return None;
     }
     // The whole identifier decides the family, so `db_password_key` is judged once, as a password.
     let mut ident_start = w.anchor - w.base;
@@ -263,14 +265,16 @@ pub(crate) fn assignment(kind: AssignmentKind, w: &Window<'_>, out: &mut Vec<Ran
     let has = |needle: &[u8]| ident.windows(needle.len()).any(|x| x.eq_ignore_ascii_case(needle));
     let value = &w.buf[start..end];
     let gitea = has(b"gitea") && len == 40 && value.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
-    let plausible = match kind {
-        AssignmentKind::Password => has(b"pass") && looks_like_password(value),
-        AssignmentKind::Gitea => gitea,
-        AssignmentKind::Secret => !has(b"pass") && !gitea && looks_random(value),
+    let verdict = match kind {
+        AssignmentKind::Password => (has(b"pass") && looks_like_password(value)).then_some(AssignmentKind::Password),
+        AssignmentKind::Secret | AssignmentKind::Gitea if gitea => Some(AssignmentKind::Gitea),
+        AssignmentKind::Secret => (!has(b"pass") && looks_random(value)).then_some(AssignmentKind::Secret),
+        AssignmentKind::Gitea => None,
     };
-    if plausible {
+    if verdict.is_some() {
         out.push(w.base + start..w.base + end);
     }
+    verdict
 }
 
 fn pem_body_byte(b: u8) -> bool {

@@ -107,7 +107,6 @@ const SECRET_WORDS: &[&str] = &["secret", "Secret", "SECRET"];
 const SECRET_ASSIGNMENT_WORDS: &[&str] =
     &["key", "Key", "KEY", "token", "Token", "TOKEN", "secret", "Secret", "SECRET"];
 const PASSWORD_WORDS: &[&str] = &["passw", "Passw", "PASSW"];
-const KEY_OR_TOKEN_WORDS: &[&str] = &["key", "Key", "KEY", "token", "Token", "TOKEN"];
 const BEARER_WORDS: &[&str] = &["Bearer", "bearer", "token", "Token", "TOKEN"];
 
 const fn token(
@@ -269,8 +268,9 @@ pub(crate) static RULES: &[Rule] = &[
         id: "gitea-token",
         description: "Gitea / Forgejo access token (40 hex) assigned to a gitea token/key setting",
         confidence: Confidence::Medium,
-        // Anchored on the key/token keyword: a `gitea` anchor of its own would cost prefilter speed.
-        anchors: KEY_OR_TOKEN_WORDS,
+        // No anchors of its own: `generic-secret-assignment` parses the same `…key = value`
+        // hits and reports a gitea identifier with a 40-hex value under this rule.
+        anchors: &[],
         before: matchers::MAX_IDENT_AROUND,
         after: matchers::ASSIGNMENT_AFTER,
         matcher: Matcher::Assignment(AssignmentKind::Gitea),
@@ -494,6 +494,8 @@ pub fn rules() -> impl Iterator<Item = RuleInfo> {
 pub(crate) struct CompiledRule {
     pub(crate) rule: &'static Rule,
     regex: Option<Regex>,
+    /// The rule reported instead when an assignment turns out to be a Gitea token.
+    gitea: Option<&'static Rule>,
 }
 
 /// The bytes a rule may look at for one anchor hit, in the lane's coordinates.
@@ -547,21 +549,23 @@ impl CompiledRule {
             ),
             _ => None,
         };
-        Ok(Self { rule, regex })
+        let gitea = RULES.iter().find(|r| matches!(r.matcher, Matcher::Assignment(AssignmentKind::Gitea)));
+        Ok(Self { rule, regex, gitea })
     }
 
-    /// Evaluates the rule in `window`, appending matched spans (lane offsets) to `out`.
-    pub(crate) fn eval(&self, window: &Window<'_>, out: &mut Vec<Range<usize>>) {
+    /// Evaluates the rule in `window`, appending matched spans (lane offsets) to `out`. Returns
+    /// the rule the spans belong to (this one, except for a Gitea token found by the generic rule).
+    pub(crate) fn eval(&self, window: &Window<'_>, out: &mut Vec<Range<usize>>) -> &'static Rule {
         match (self.rule.matcher, &self.regex) {
             (Matcher::Regex { leading, trailing, validate, context, follow, .. }, Some(regex)) => {
                 // Cheap checks first: most hits of common anchors fail them, and a regex call
                 // costs far more than a byte comparison.
                 if !follow.is_empty() && window.byte_at(window.anchor_end).is_none_or(|b| !follow.contains(&b)) {
-                    return;
+                    return self.rule;
                 }
                 let before = &window.buf[window.lo - window.base..window.anchor - window.base];
                 if context.is_some_and(|needle| !contains_ignore_case(before, needle.as_bytes())) {
-                    return;
+                    return self.rule;
                 }
                 let bytes = window.bytes();
                 let mut at = 0;
@@ -591,11 +595,16 @@ impl CompiledRule {
                     }
                 }
             }
-            (Matcher::Assignment(kind), _) => matchers::assignment(kind, window, out),
+            (Matcher::Assignment(kind), _) => {
+                if matchers::assignment(kind, window, out) == Some(AssignmentKind::Gitea) {
+                    return self.gitea.unwrap_or(self.rule);
+                }
+            }
             (Matcher::PemBlock { json_key }, _) => matchers::pem_block(json_key, window, out),
             (Matcher::UrlCredentials, _) => matchers::url_credentials(window, out),
             (Matcher::Regex { .. }, None) => {}
         }
+        self.rule
     }
 }
 
