@@ -15,6 +15,11 @@
 //! (percent-decoded, zero-width characters removed, look-alike letters mapped to ASCII).
 //! Findings carry byte spans into the caller's input and never the matched value.
 //!
+//! Invariants (each has a test): no type in this crate prints a secret (`Finding`, `SecretValue`,
+//! `Engine` and `StreamScanner` debug output included); a streamed scan reports exactly the
+//! whole-buffer findings, once each, whatever the chunking; a stream carries at most
+//! [`Engine::carry_capacity`] bytes per view; the crate does no I/O and spawns nothing.
+//!
 //! ```
 //! use bottle_dlp::{DlpConfig, Engine, KnownSecret, Location};
 //!
