@@ -47,6 +47,12 @@ pub enum Command {
     Image(ImageCommand),
     /// Print a shell completion script
     Completions(CompletionsArgs),
+    /// Work with a bottle's audit log
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Run a bottle's sidecar bundle (started by the launcher, not by hand)
+    #[command(hide = true)]
+    Sidecar(SidecarArgs),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -141,4 +147,23 @@ pub enum ImageChoice {
 pub struct CompletionsArgs {
     /// Shell to generate for
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct SidecarArgs {
+    /// The sidecar config file the launcher wrote (format: docs/sidecar.md)
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of an audit log: every line must carry the SHA-256 of the one before
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// A bottle slug (its `state/<slug>/audit.jsonl`) or the path of an audit log
+    pub target: String,
 }

@@ -29,6 +29,8 @@ fn main() -> ExitCode {
         Command::Doctor(args) => commands::doctor::run(&cli.global, &args, &printer),
         Command::Image(command) => commands::image::run(&command, &printer),
         Command::Completions(args) => commands::completions::run(&args, &printer),
+        Command::Audit(command) => commands::audit::run(&cli.global, &command, &printer),
+        Command::Sidecar(args) => commands::sidecar::run(&args),
     };
     match result {
         Ok(code) => code,

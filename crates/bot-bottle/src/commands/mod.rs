@@ -1,9 +1,11 @@
 //! One module per subcommand; each exposes `run`.
 
+pub mod audit;
 pub mod completions;
 pub mod doctor;
 pub mod image;
 pub mod info;
+pub mod sidecar;
 pub mod start;
 
 use bottle_core::spec::{AgentSpec, Sourced};

@@ -61,7 +61,7 @@ fn help_lists_only_working_commands() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(commands, ["info", "start", "doctor", "image", "completions", "help"]);
+    assert_eq!(commands, ["info", "start", "doctor", "image", "completions", "audit", "help"]);
 }
 
 #[test]

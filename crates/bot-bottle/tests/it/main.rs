@@ -3,6 +3,7 @@
 mod cli;
 mod fixtures;
 mod secrets;
+mod sidecar;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -1,0 +1,116 @@
+//! The sidecar bundle: the one process that is a bottle's only way out.
+//!
+//! The launcher writes a [`SidecarConfig`] file (format in `docs/sidecar.md`) and starts
+//! `bot-bottle sidecar --config FILE`. Secret values never appear in that file or on the command line:
+//! each token slot is read from a file in a private directory (mode 0700) or from the process
+//! environment (`BOT_BOTTLE_SECRET_<SLOT>`). [`run`] binds every listener before serving anything — any
+//! bind failure is an error, so a half-started sidecar never looks healthy — and serves until the
+//! shutdown future resolves. `SIGHUP` (wired by the binary) re-reads the routes from the file and
+//! swaps them in atomically.
+
+mod config;
+mod secrets;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use config::{ListenAddr, SidecarConfig};
+pub use secrets::{SECRET_ENV_PREFIX, load_secrets};
+
+use bottle_egress::{Egress, EgressDeps, EgressHandle, EgressListener};
+
+/// Everything that can stop a sidecar, each naming the file, slot or address involved.
+#[derive(Debug, thiserror::Error)]
+pub enum SidecarError {
+    #[error("cannot read sidecar config `{path}`: {source}")]
+    ReadConfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sidecar config `{path}` is invalid: {source}")]
+    ParseConfig {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("`{value}` is not a listen address (expected `tcp:HOST:PORT` or `unix:/path`)")]
+    ListenAddr { value: String },
+    #[error("secret `{slot}` is missing: no file `{}` and no `{SECRET_ENV_PREFIX}{slot}` variable", dir.as_deref().map_or_else(|| "(no secrets_dir)".to_owned(), |d| d.join(slot).display().to_string()))]
+    MissingSecret { slot: String, dir: Option<PathBuf> },
+    #[error("secrets directory `{path}` is {problem}; it must be a directory of mode 0700 owned by this user")]
+    UnsafeSecretsDir { path: PathBuf, problem: String },
+    #[error("cannot read secret file `{path}`: {source}")]
+    ReadSecret {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bottle CA in `{path}`: {source}")]
+    Ca {
+        path: PathBuf,
+        #[source]
+        source: bottle_ca::CaError,
+    },
+    #[error("egress: {0}")]
+    Egress(#[from] bottle_egress::EgressError),
+}
+
+/// A sidecar whose listeners are bound and whose services are built, ready to serve.
+#[derive(Debug)]
+pub struct Sidecar {
+    egress: Egress,
+    egress_listener: EgressListener,
+    config_path: PathBuf,
+}
+
+impl Sidecar {
+    /// Reads the config and secrets, loads (or mints) the bottle CA, builds the proxy and binds its
+    /// listener. Nothing is served yet.
+    pub async fn start(config_path: &Path) -> Result<Self, SidecarError> {
+        let config = SidecarConfig::read(config_path)?;
+        let secrets = load_secrets(&config)?;
+        let ca_dir = config.state_dir.join("ca");
+        let ca = bottle_ca::Ca::load_or_create(&ca_dir).map_err(|source| SidecarError::Ca { path: ca_dir, source })?;
+        tracing::info!(slug = %config.slug, ca = %ca.fingerprint_sha256(), "bottle CA ready");
+        let mut deps = EgressDeps::new(Arc::new(ca), secrets);
+        deps.audit_log = Some(config.state_dir.join("audit.jsonl"));
+        let egress = Egress::new(&config.egress, deps)?;
+        let egress_listener = config.listen.egress.bind().await?;
+        Ok(Self { egress, egress_listener, config_path: config_path.to_path_buf() })
+    }
+
+    /// The TCP address egress listens on, when it listens on TCP (tests bind port 0).
+    pub fn egress_addr(&self) -> Option<std::net::SocketAddr> {
+        self.egress_listener.local_addr()
+    }
+
+    /// A reloader for the running routes.
+    pub fn reloader(&self) -> Reloader {
+        Reloader { handle: self.egress.handle(), config_path: self.config_path.clone() }
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), SidecarError> {
+        self.egress.serve(self.egress_listener, shutdown).await?;
+        Ok(())
+    }
+}
+
+/// Re-reads routes and secrets from the config file and swaps them into the running proxy.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    handle: EgressHandle,
+    config_path: PathBuf,
+}
+
+impl Reloader {
+    /// On any error the routes in force stay as they were.
+    pub fn reload(&self) -> Result<usize, SidecarError> {
+        let config = SidecarConfig::read(&self.config_path)?;
+        let secrets = load_secrets(&config)?;
+        self.handle.replace_routes_and_secrets(&config.egress.routes, secrets)?;
+        Ok(config.egress.routes.len())
+    }
+}
