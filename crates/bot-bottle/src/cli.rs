@@ -53,6 +53,9 @@ pub enum Command {
     /// Run a bottle's sidecar bundle (started by the launcher, not by hand)
     #[command(hide = true)]
     Sidecar(SidecarArgs),
+    /// Forward loopback TCP ports to the sidecar's unix sockets (runs inside the agent container)
+    #[command(hide = true)]
+    Relay(RelayArgs),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -154,6 +157,16 @@ pub struct SidecarArgs {
     /// The sidecar config file the launcher wrote (format: docs/sidecar.md)
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// `ADDR:PORT=/path/to.sock`: listen on the TCP address, forward each connection to the socket
+    #[arg(long = "map", value_name = "ADDR=SOCKET", required = true)]
+    pub maps: Vec<bottle_backend::relay::RelayMap>,
+    /// Connections in flight across all maps; more are closed at once
+    #[arg(long, value_name = "N", default_value_t = bottle_backend::relay::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Command::Completions(args) => commands::completions::run(&args, &printer),
         Command::Audit(command) => commands::audit::run(&cli.global, &command, &printer),
         Command::Sidecar(args) => commands::sidecar::run(&args),
+        Command::Relay(args) => commands::relay::run(&args),
     };
     match result {
         Ok(code) => code,

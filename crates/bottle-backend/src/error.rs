@@ -48,6 +48,18 @@ pub enum Error {
     /// The sidecar image needs the `bot-bottle` binary and none was given.
     #[error("image `{image}`: no `bot-bottle` binary to copy in")]
     NoSidecarBinary { image: String },
+    /// A step of launching (or closing) a bottle failed; what it created so far was removed.
+    #[error("bottle `{slug}`: cannot {action}")]
+    Launch {
+        slug: String,
+        action: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The bottle's containers started but its services never came up; `log` is the tail of the
+    /// failing container's output.
+    #[error("bottle `{slug}`: {message}; its last lines:\n{log}")]
+    NotReady { slug: String, message: String, log: String },
 }
 
 impl Error {
@@ -70,6 +82,10 @@ impl Error {
             Self::Io { .. } => "check the path exists and is writable by this user".into(),
             Self::NoCacheDir => "set `HOME` (or `XDG_CACHE_HOME`)".into(),
             Self::NoSidecarBinary { .. } => "build the sidecar image with the `bot-bottle` binary itself".into(),
+            Self::Launch { .. } => {
+                "`docker info` shows the engine's state; `bot-bottle cleanup` removes anything left behind".into()
+            }
+            Self::NotReady { .. } => "the sidecar's log above says why; check its config and secrets".into(),
         })
     }
 }

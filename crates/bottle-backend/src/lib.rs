@@ -3,15 +3,18 @@
 //! [`backend`] declares what every backend (docker, smolmachines, namespaces) offers the CLI:
 //! [`Backend`] turns a launch plan into a running [`Bottle`] and undoes it. [`engine`] is the Docker
 //! Engine connection (API version negotiated, unix socket only) and [`image`] builds the agent and
-//! sidecar images from a Dockerfile or offline from a Debian rootfs.
+//! sidecar images from a Dockerfile or offline from a Debian rootfs. [`relay`] is what runs inside a
+//! `network=none` agent to reach the sidecar's unix sockets; [`docker`] launches a bottle on the engine.
 //!
 //! This crate never depends on the sidecar services (egress, git-gate, supervise); they meet in the
 //! binary.
 
 pub mod backend;
+pub mod docker;
 pub mod engine;
 mod error;
 pub mod image;
+pub mod relay;
 
 pub use backend::{
     Backend, Bottle, BottleStatus, BottleSummary, CleanupOptions, CleanupReport, ExecResult, ExecUser, Preflight,

@@ -5,6 +5,7 @@ pub mod completions;
 pub mod doctor;
 pub mod image;
 pub mod info;
+pub mod relay;
 pub mod sidecar;
 pub mod start;
 

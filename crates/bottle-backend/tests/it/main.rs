@@ -5,3 +5,4 @@
 //! cache under `~/.cache/bot-bottle/rootfs` and the tagged images, so they take seconds.
 
 mod images;
+mod launch;
