@@ -6,6 +6,7 @@
 
 use std::io::Write as _;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -155,6 +156,16 @@ fn agent_reaches_only_its_sidecar_and_close_removes_everything() {
         &|c, o| c == 0 && o.contains("CapBnd: 0000000000000000") && o.contains("NoNewPrivs: 1"),
     );
 
+    // Fail closed: with the sidecar gone the relay has nowhere to go and the agent gets nothing.
+    let kill = Command::new("docker").args(["kill", &spec.resources.sidecar]).output().expect("docker CLI");
+    assert!(kill.status.success(), "docker kill: {}", String::from_utf8_lossy(&kill.stderr));
+    probe(
+        "sidecar killed: no network",
+        ExecUser::Agent,
+        &format!("{via_proxy} http://_egress.local/health"),
+        &|c, o| c != 0 && o != "200",
+    );
+
     // Control: the same host service is reachable from the sidecar's bridge, so the agent's failure
     // above is the boundary at work and not a service that nothing could reach.
     let control = Command::new("docker")
@@ -191,4 +202,64 @@ fn a_failed_launch_removes_what_it_created() {
     let err = rt.block_on(docker::launch(&engine, &spec)).expect_err("the sidecar image is missing");
     assert!(err.to_string().contains("create container"), "{err}");
     assert_eq!(leftovers(&slug), Vec::<String>::new());
+}
+
+#[test]
+fn secrets_reach_the_sidecar_and_nothing_else() {
+    const SECRET: &str = "bb-it-secret-7f3a9c51e2";
+    let binary = bot_bottle_binary();
+    let rt = runtime();
+    let engine = engine(&rt);
+    let (agent_image, sidecar_image) = images(&rt, &engine, &binary);
+    let slug = format!("itsecret-{}", std::process::id());
+    // 0700 and owned by this (root) user, as the sidecar requires (tempdir() itself follows umask).
+    let secrets = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(secrets.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::fs::write(secrets.path().join("UP_TOKEN"), format!("{SECRET}\n")).expect("write secret");
+    let config = format!(
+        r#"{{"slug":"{slug}","state_dir":"{SIDECAR_STATE_DIR}","secrets_dir":"{}","listen":{{"egress":"unix:{EGRESS_SOCKET}"}},
+            "egress":{{"routes":[{{"host":"allowed.test","auth":{{"scheme":"Bearer","token_slot":"UP_TOKEN"}}}}]}}}}"#,
+        docker::SIDECAR_SECRETS_DIR
+    );
+    let mut spec = LaunchSpec::new(&slug, &agent_image, &sidecar_image, config.into_bytes(), binary);
+    spec.secrets_dir = Some(secrets.path().to_owned());
+    // The sidecar refuses to start when a slot has no value, so a ready launch proves it read the file.
+    let bottle = rt.block_on(docker::launch(&engine, &spec)).unwrap_or_else(|e| panic!("{e}"));
+
+    let health = rt
+        .block_on(bottle.exec(
+            "curl -sS -m 10 -o /dev/null -w '%{http_code}' --proxy http://127.0.0.1:9099 http://_egress.local/health",
+            ExecUser::Agent,
+        ))
+        .expect("exec");
+    // Root in the agent (no capabilities) searches every process's env and argv and the usual places.
+    // The pattern is bracketed so grep's own argv does not contain the secret it looks for.
+    let pattern = format!("{}[{}]{}", &SECRET[..4], &SECRET[4..5], &SECRET[5..]);
+    let search = rt
+        .block_on(bottle.exec(
+            &format!(
+                "grep -rsl '{pattern}' /proc/[0-9]*/environ /proc/[0-9]*/cmdline /etc /home /run /opt/bot-bottle /tmp /root; echo done"
+            ),
+            ExecUser::Root,
+        ))
+        .expect("exec");
+    // Control: the same search finds the secret once it is planted, so the empty result above means
+    // something.
+    let control = rt
+        .block_on(
+            bottle.exec(&format!("printf %s {SECRET} > /tmp/planted; grep -rsl '{pattern}' /tmp"), ExecUser::Agent),
+        )
+        .expect("exec");
+    let inspect = Command::new("docker")
+        .args(["inspect", &spec.resources.agent, &spec.resources.sidecar])
+        .output()
+        .expect("docker CLI");
+
+    rt.block_on(bottle.close()).unwrap_or_else(|e| panic!("close: {e}"));
+    assert_eq!(leftovers(&slug), Vec::<String>::new());
+    assert_eq!(String::from_utf8_lossy(&health.stdout), "200", "{health:?}");
+    assert_eq!(String::from_utf8_lossy(&search.stdout).trim(), "done", "the secret is readable in the agent");
+    assert_eq!(String::from_utf8_lossy(&control.stdout).trim(), "/tmp/planted", "{control:?}");
+    assert!(inspect.status.success());
+    assert!(!String::from_utf8_lossy(&inspect.stdout).contains(SECRET), "the secret shows in `docker inspect`");
 }
