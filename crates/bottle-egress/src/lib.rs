@@ -7,6 +7,7 @@
 //! TLS, and scans text responses for prompt injection. Every decision can be an audit line.
 //!
 //! - [`policy`]: the pure decision logic (no sockets), table-tested and fuzzed.
+//! - [`rawhead`]: byte-level request-head inspection in front of hyper (request smuggling).
 //! - [`Egress`] / [`serve`]: the network layer; [`EgressHandle`] reloads routes atomically.
 //! - [`ProposalSink`]: where `supervise` holds go; [`DenyAll`] by default.
 //! - [`audit`]: the hash-chained audit log and [`verify_chain`].
@@ -18,6 +19,7 @@ pub mod inbound;
 mod outbound;
 pub mod policy;
 mod proposal;
+pub mod rawhead;
 mod server;
 mod upstream;
 mod ws;

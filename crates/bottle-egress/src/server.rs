@@ -29,6 +29,7 @@ use crate::inbound::{self, InjectionVerdict};
 use crate::outbound::{self, DlpEngines, FindingSummary};
 use crate::policy::{self, Denial, INTROSPECTION_HOST, Route, RouteTable, Scheme, Side, Target};
 use crate::proposal::{DenyAll, Proposal, ProposalDecision, ProposalSink};
+use crate::rawhead::{self, HeadGuard, RejectSlot};
 use crate::upstream::{self, UpstreamClient, UpstreamConnector};
 use crate::{EgressError, ws};
 
@@ -341,18 +342,22 @@ where
     tokio::spawn(async move {
         let _tracked = tracker;
         let svc_shared = shared.clone();
+        let slot = RejectSlot::default();
+        let svc_slot = slot.clone();
         let service = service_fn(move |req| {
             let shared = svc_shared.clone();
             let ctx = ctx.clone();
-            async move { Ok::<_, Infallible>(front(shared, ctx, req).await) }
+            let slot = svc_slot.clone();
+            async move { Ok::<_, Infallible>(guarded(&shared.clone(), &slot, req, |req| front(shared, ctx, req)).await) }
         });
+        let io = HeadGuard::new(stream, slot, false, shared.limits.header_read_timeout);
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(shared.limits.header_read_timeout)
             .max_buf_size(policy::MAX_HEADER_BYTES + 16 * 1024)
             .max_headers(policy::MAX_HEADERS);
-        let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
         tokio::pin!(conn);
         tokio::select! {
             result = conn.as_mut() => log_conn_end(result.err().map(|e| e.to_string())),
@@ -456,11 +461,18 @@ where
     };
     let svc_shared = shared.clone();
     let svc_target = target.clone();
+    let slot = RejectSlot::default();
+    let svc_slot = slot.clone();
     let service = service_fn(move |req| {
         let shared = svc_shared.clone();
         let target = svc_target.clone();
-        async move { Ok::<_, Infallible>(handle(shared, Some(target), req).await) }
+        let slot = svc_slot.clone();
+        async move {
+            Ok::<_, Infallible>(guarded(&shared.clone(), &slot, req, |req| handle(shared, Some(target), req)).await)
+        }
     });
+    // h2 is admitted by its preface, exactly as hyper-util's protocol sniffing decides.
+    let tls = HeadGuard::new(tls, slot, true, shared.limits.header_read_timeout);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -483,6 +495,44 @@ where
             log_conn_end(conn.await.err().map(|e| e.to_string()));
         }
     }
+}
+
+/// Serves one request that came through a [`HeadGuard`].
+///
+/// - The guard's synthetic request (it carries [`rawhead::REJECTION_MARKER`]) is answered with the
+///   guard's denial (400/431) and the connection is closed; nothing after a refused head is parsed.
+/// - An HTTP/1 `CONNECT` or `Upgrade` request answered without switching protocols closes the
+///   connection: the guard stops inspecting after such a head (the bytes may be a tunnel), so no
+///   further request may follow it on this connection.
+async fn guarded<F, Fut>(shared: &Arc<Shared>, slot: &RejectSlot, req: Request<Incoming>, serve: F) -> Response<Body>
+where
+    F: FnOnce(Request<Incoming>) -> Fut,
+    Fut: Future<Output = Response<Body>>,
+{
+    let h1 = req.version() <= Version::HTTP_11;
+    let close = |response: &mut Response<Body>| {
+        if h1 {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+    };
+    if req.headers().contains_key(rawhead::REJECTION_MARKER) {
+        let denial = slot.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_else(|| {
+            Denial::malformed("egress.smuggling.marker", "request carries the proxy's internal rejection marker")
+        });
+        let policy = shared.policy();
+        let mut response = deny(shared, &policy, "request", "request head", None, &denial);
+        close(&mut response);
+        return response;
+    }
+    let connect = req.method() == Method::CONNECT;
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let mut response = serve(req).await;
+    let status = response.status();
+    let switched = status == StatusCode::SWITCHING_PROTOCOLS || (connect && status.is_success());
+    if (connect || upgrade) && !switched {
+        close(&mut response);
+    }
+    response
 }
 
 /// A refusal on its way to the agent, with what the audit line needs.

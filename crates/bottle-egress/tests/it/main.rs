@@ -5,4 +5,5 @@
 
 mod git;
 mod proxy;
+mod smuggling;
 mod support;

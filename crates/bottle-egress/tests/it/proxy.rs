@@ -280,16 +280,14 @@ async fn smuggling_shapes_and_slowloris_are_refused() {
     let limits = Limits { header_read_timeout: Duration::from_secs(1), ..Limits::default() };
     let proxy = world.proxy(ProxyOptions { routes: vec![route(OPEN_HOST, 80)], limits, ..Default::default() }).await;
     let head = format!("POST http://{OPEN_HOST}/ HTTP/1.1\r\nHost: {OPEN_HOST}\r\n");
-    // The HTTP/1 parser normalizes CL+TE (Transfer-Encoding wins, the connection closes after the
-    // request) and collapses identical duplicate Content-Lengths; the proxy re-frames every request it
-    // forwards, so neither can desynchronize the upstream. They are never answered 2xx here because
-    // nothing listens on the route's port.
+    // hyper would normalize these two (Transfer-Encoding wins; identical lengths collapse); the raw
+    // head check in front of it refuses them instead (more shapes in `smuggling.rs`).
     for request in [
         format!("{head}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
         format!("{head}Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello"),
     ] {
         let answer = raw(proxy.addr, request.as_bytes()).await;
-        assert!(!answer.starts_with("HTTP/1.1 2"), "{answer}");
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     }
     let cases: Vec<(String, &str)> = vec![
         (format!("{head}Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello"), "HTTP/1.1 400"),
