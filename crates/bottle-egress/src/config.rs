@@ -103,14 +103,32 @@ pub struct RouteConfig {
     pub placeholder: Option<PlaceholderConfig>,
 }
 
-/// How to inject the route's credential.
+/// How to inject the route's credential: `<header>: [<scheme> ]<token>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// `Authorization` scheme, e.g. `Bearer`, `token`, `Basic`.
-    pub scheme: String,
+    /// Scheme before the token, e.g. `Bearer`, `token`, `Basic`. Required for `Authorization`;
+    /// optional for other headers, which then carry the bare token (e.g. `x-api-key: <token>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
     /// Name of the secret in the [`Secrets`] map.
     pub token_slot: String,
+    /// The header that carries the credential; `authorization` when absent. Any value the agent
+    /// sends in it is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+}
+
+impl AuthConfig {
+    /// `Authorization: <scheme> <token>`, the common case.
+    pub fn bearer_like(scheme: impl Into<String>, token_slot: impl Into<String>) -> Self {
+        Self { scheme: Some(scheme.into()), token_slot: token_slot.into(), header: None }
+    }
+
+    /// The header name as configured, defaulting to `authorization`.
+    pub fn header_name(&self) -> &str {
+        self.header.as_deref().unwrap_or("authorization")
+    }
 }
 
 /// One alternative of a route's `matches`; every condition inside it must hold.
@@ -341,6 +359,24 @@ mod tests {
             )
             .is_err(),
             "a literal token must never be accepted in the config file"
+        );
+    }
+
+    #[test]
+    fn auth_header_is_optional_and_scheme_may_be_absent() {
+        let old: EgressConfig =
+            serde_json::from_str(r#"{"routes":[{"host":"a","auth":{"scheme":"Bearer","token_slot":"T"}}]}"#).unwrap();
+        let auth = old.routes[0].auth.as_ref().unwrap();
+        assert_eq!((auth.scheme.as_deref(), auth.header_name()), (Some("Bearer"), "authorization"));
+        assert_eq!(serde_json::to_string(auth).unwrap(), r#"{"scheme":"Bearer","token_slot":"T"}"#);
+        let keyed: EgressConfig =
+            serde_json::from_str(r#"{"routes":[{"host":"a","auth":{"header":"x-api-key","token_slot":"T"}}]}"#)
+                .unwrap();
+        let auth = keyed.routes[0].auth.as_ref().unwrap();
+        assert_eq!((auth.scheme.as_deref(), auth.header_name()), (None, "x-api-key"));
+        assert!(
+            serde_json::from_str::<EgressConfig>(r#"{"routes":[{"host":"a","auth":{"token_slot":"T","hdr":"x"}}]}"#)
+                .is_err()
         );
     }
 

@@ -314,8 +314,24 @@ impl RouteTable {
                 if !secrets.contains_key(&auth.token_slot) {
                     return Err(err(format!("token slot `{}` has no secret", auth.token_slot)));
                 }
-                if auth.scheme.is_empty() || !auth.scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                    return Err(err(format!("invalid auth scheme `{}`", auth.scheme)));
+                let name = HeaderName::from_bytes(auth.header_name().as_bytes())
+                    .map_err(|_| err(format!("invalid auth header `{}`", auth.header_name())))?;
+                if RESERVED_AUTH_HEADERS.contains(&name.as_str()) {
+                    return Err(err(format!("`{name}` cannot carry a credential")));
+                }
+                match &auth.scheme {
+                    Some(scheme)
+                        if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+                    {
+                        return Err(err(format!("invalid auth scheme `{scheme}`")));
+                    }
+                    None if name == header::AUTHORIZATION => {
+                        return Err(err("`auth.scheme` is required for the Authorization header".into()));
+                    }
+                    _ => {}
+                }
+                if auth.header.is_some() && config.placeholder.is_some() {
+                    return Err(err("`auth.header` and `placeholder` cannot be combined".into()));
                 }
             }
             if let Some(placeholder) = &config.placeholder {
@@ -376,6 +392,23 @@ impl RouteTable {
         })
     }
 }
+
+/// Headers that frame or route the request (or are stripped as hop-by-hop) and so cannot carry an
+/// injected credential.
+const RESERVED_AUTH_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "cookie",
+];
 
 fn compile_match(m: &MatchConfig) -> Result<CompiledMatch, String> {
     let paths = m
@@ -587,7 +620,8 @@ pub struct Injected {
 /// Removes the agent's own credentials and puts the route's real one in.
 ///
 /// - `Authorization` and `Proxy-Authorization` from the agent never leave the proxy.
-/// - With `auth` and no `placeholder`: `Authorization: <scheme> <token>` is injected.
+/// - With `auth` and no `placeholder`: `<header>: [<scheme> ]<token>` is injected (`Authorization:
+///   <scheme> <token>` by default); the agent's value of that header is dropped.
 /// - With `placeholder`: the placeholder value inside `placeholder.header` is replaced by the token
 ///   (the agent sent it; nothing is added when it did not), only on this route's host.
 pub fn rewrite_credentials(route: &Route, headers: &mut HeaderMap, secrets: &Secrets) -> Result<Injected, Denial> {
@@ -602,11 +636,18 @@ pub fn rewrite_credentials(route: &Route, headers: &mut HeaderMap, secrets: &Sec
     })?;
     match &route.config.placeholder {
         None => {
+            let name = HeaderName::from_bytes(auth.header_name().as_bytes())
+                .map_err(|_| Denial::policy("egress.bad-auth-header", "invalid auth header"))?;
+            // The agent's own credential never leaves, in `Authorization` or in the route's header.
             headers.remove(header::AUTHORIZATION);
-            let value = HeaderValue::try_from(format!("{} {}", auth.scheme, secret.expose()))
-                .map_err(|_| invalid_secret(&auth.token_slot))?;
-            headers.insert(header::AUTHORIZATION, sensitive(value));
-            injected.headers.push(header::AUTHORIZATION);
+            headers.remove(&name);
+            let value = match &auth.scheme {
+                Some(scheme) => HeaderValue::try_from(format!("{scheme} {}", secret.expose())),
+                None => HeaderValue::try_from(secret.expose()),
+            }
+            .map_err(|_| invalid_secret(&auth.token_slot))?;
+            headers.insert(name.clone(), sensitive(value));
+            injected.headers.push(name);
         }
         Some(placeholder) => {
             let name = HeaderName::from_bytes(placeholder.header.as_bytes())

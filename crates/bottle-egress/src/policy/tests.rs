@@ -163,12 +163,43 @@ fn matches_table() {
     }
 }
 
+fn keyed(header: Option<&str>, scheme: Option<&str>) -> RouteConfig {
+    RouteConfig {
+        auth: Some(AuthConfig {
+            scheme: scheme.map(str::to_owned),
+            token_slot: "GH".into(),
+            header: header.map(str::to_owned),
+        }),
+        ..route("a.example")
+    }
+}
+
+#[test]
+fn credential_goes_into_a_named_header_bare_or_with_a_scheme() {
+    let t = table(&[keyed(Some("X-Api-Key"), None)]);
+    let mut h = headers(&[("x-api-key", "sk-agent-own"), ("x-api-key", "second"), ("authorization", "Bearer agent")]);
+    let injected = rewrite_credentials(&t.routes()[0], &mut h, &secrets()).unwrap();
+    assert_eq!(injected.headers, vec![HeaderName::from_static("x-api-key")]);
+    let values: Vec<_> = h.get_all("x-api-key").iter().collect();
+    assert_eq!(values, vec!["ghp_realtoken123"], "bare token, the agent's values dropped");
+    assert!(values[0].is_sensitive());
+    assert!(h.get(AUTHORIZATION).is_none());
+
+    let t = table(&[keyed(Some("x-token"), Some("Token"))]);
+    let mut h = HeaderMap::new();
+    rewrite_credentials(&t.routes()[0], &mut h, &secrets()).unwrap();
+    assert_eq!(h.get("x-token").unwrap(), "Token ghp_realtoken123");
+
+    let t = table(&[keyed(Some("Authorization"), Some("Bearer"))]);
+    let mut h = headers(&[("authorization", "Bearer agent")]);
+    rewrite_credentials(&t.routes()[0], &mut h, &secrets()).unwrap();
+    assert_eq!(h.get_all(AUTHORIZATION).iter().collect::<Vec<_>>(), vec!["Bearer ghp_realtoken123"]);
+}
+
 #[test]
 fn bad_route_configs_are_rejected() {
-    let with_auth = |slot: &str| RouteConfig {
-        auth: Some(AuthConfig { scheme: "Bearer".into(), token_slot: slot.into() }),
-        ..route("a.example")
-    };
+    let with_auth =
+        |slot: &str| RouteConfig { auth: Some(AuthConfig::bearer_like("Bearer", slot)), ..route("a.example") };
     let mut bad_regex = matched_route();
     bad_regex.matches[1].paths[0].value = "(".into();
     let placeholder_without_auth = RouteConfig {
@@ -181,6 +212,10 @@ fn bad_route_configs_are_rejected() {
         (placeholder_without_auth, "needs `auth`"),
         (route("_egress.local"), "reserved"),
         (route("bad host"), "not a valid"),
+        (keyed(None, None), "is required"),
+        (keyed(Some("content-length"), None), "cannot carry"),
+        (keyed(Some("bad header"), None), "invalid auth header"),
+        (keyed(Some("x-api-key"), Some("")), "invalid auth scheme"),
     ] {
         let err = RouteTable::compile(&[config], &secrets()).unwrap_err();
         assert!(err.to_string().contains(needle), "{err}");
@@ -248,10 +283,7 @@ fn structural_and_size_limits() {
 #[test]
 fn credentials_are_stripped_and_injected() {
     let t = table(&[
-        RouteConfig {
-            auth: Some(AuthConfig { scheme: "token".into(), token_slot: "GH".into() }),
-            ..route("api.github.com")
-        },
+        RouteConfig { auth: Some(AuthConfig::bearer_like("token", "GH")), ..route("api.github.com") },
         route("anon.example"),
     ]);
     let mut h = headers(&[
@@ -275,7 +307,7 @@ fn credentials_are_stripped_and_injected() {
 #[test]
 fn placeholder_is_swapped_only_in_its_header() {
     let t = table(&[RouteConfig {
-        auth: Some(AuthConfig { scheme: "Bearer".into(), token_slot: "GH".into() }),
+        auth: Some(AuthConfig::bearer_like("Bearer", "GH")),
         placeholder: Some(PlaceholderConfig { header: "x-api-key".into(), value: "PLACEHOLDER-KEY".into() }),
         ..route("api.anthropic.com")
     }]);

@@ -108,7 +108,7 @@ async fn git_ls_remote_and_clone_over_https_through_the_proxy() {
 
     let world = World::with_git(Some(repos.path().to_path_buf())).await;
     let mut route = route(GIT_HOST, world.port());
-    route.auth = Some(bottle_egress::AuthConfig { scheme: "Basic".into(), token_slot: "API_TOKEN".into() });
+    route.auth = Some(bottle_egress::AuthConfig::bearer_like("Basic", "API_TOKEN"));
     let proxy = world.proxy(ProxyOptions { routes: vec![route], ..ProxyOptions::default() }).await;
     let url = format!("https://{GIT_HOST}:{}/repo.git", world.port());
 

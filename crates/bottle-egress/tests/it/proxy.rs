@@ -44,6 +44,31 @@ async fn curl_gets_injected_token_and_agent_credential_never_arrives() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_credential_in_a_named_header_replaces_the_agents_value() {
+    let world = World::new().await;
+    let mut keyed = authed(API_HOST, world.port(), OnMatch::Block);
+    keyed.auth = Some(bottle_egress::AuthConfig {
+        scheme: None,
+        token_slot: "API_TOKEN".into(),
+        header: Some("x-api-key".into()),
+    });
+    let proxy = world.proxy(ProxyOptions { routes: vec![keyed], ..Default::default() }).await;
+    let out = curl(
+        &proxy,
+        &["-H", &format!("x-api-key: {AGENT_CREDENTIAL}"), "-H", "Authorization: Bearer agent", &world.api_url("/k")],
+    )
+    .await;
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let seen = world.upstream.last();
+    assert_eq!(seen.header("x-api-key"), vec![ROUTE_TOKEN]);
+    assert!(seen.header("authorization").is_empty());
+    assert!(seen.headers.iter().all(|(_, v)| !v.contains(AGENT_CREDENTIAL)), "{:?}", seen.headers);
+    assert_no_secret("audit", &proxy.audit_text());
+    assert!(proxy.audit_text().contains("«injected»"));
+    assert_logs_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reqwest_speaks_h2_through_the_bump_to_an_h2_upstream() {
     let world = World::new().await;
     let proxy = world
@@ -341,7 +366,7 @@ async fn reload_swaps_routes_atomically() {
 
     // A broken table is refused and the old one stays.
     let mut bad = route(API_HOST, world.port());
-    bad.auth = Some(bottle_egress::AuthConfig { scheme: "Bearer".into(), token_slot: "NOPE".into() });
+    bad.auth = Some(bottle_egress::AuthConfig::bearer_like("Bearer", "NOPE"));
     assert!(proxy.handle.replace_routes(&[bad]).is_err());
     assert_eq!(client.get(world.api_url("/")).send().await.unwrap().status(), 200);
     verify_chain(&proxy.audit).unwrap();

@@ -261,7 +261,7 @@ pub fn route(host: &str, port: u16) -> RouteConfig {
 
 pub fn authed(host: &str, port: u16, on_match: OnMatch) -> RouteConfig {
     RouteConfig {
-        auth: Some(AuthConfig { scheme: "Bearer".into(), token_slot: "API_TOKEN".into() }),
+        auth: Some(AuthConfig::bearer_like("Bearer", "API_TOKEN")),
         dlp: DlpSettings { outbound_on_match: on_match, ..DlpSettings::default() },
         ..route(host, port)
     }
