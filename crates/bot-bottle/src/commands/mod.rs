@@ -41,3 +41,30 @@ pub fn resolve_agent(
 pub fn context(global: &crate::cli::GlobalArgs) -> anyhow::Result<Context> {
     Context::new(global)
 }
+
+/// JSON log lines on stderr for the long-running hidden commands (`sidecar`, `relay`); the filter comes
+/// from `BOT_BOTTLE_LOG` (default `info`).
+pub fn init_daemon_logs() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BOT_BOTTLE_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
+/// A future that resolves on SIGTERM or SIGINT. The handlers are installed now, before anything is
+/// served, so a signal that arrives early is not lost (and, as PID 1 in a container, not ignored).
+pub fn stop_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use anyhow::Context as _;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
+}

@@ -10,33 +10,18 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use bottle_backend::relay::Relay;
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::RelayArgs;
 
 pub fn run(args: &RelayArgs) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BOT_BOTTLE_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    super::init_daemon_logs();
     // One thread: the relay only copies bytes, and it shares the agent's pids and memory limits.
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        let stop = super::stop_signal()?;
         let relay = Relay::bind(&args.maps, args.max_connections).await?;
-        relay
-            .serve(async move {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = int.recv() => {},
-                }
-            })
-            .await;
+        relay.serve(stop).await;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

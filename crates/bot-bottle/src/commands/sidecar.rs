@@ -12,13 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::cli::SidecarArgs;
 
 pub fn run(args: &SidecarArgs) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BOT_BOTTLE_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    super::init_daemon_logs();
     bottle_ca::install_crypto_provider();
     // Two workers: a sidecar serves one bottle; more threads would only cost memory.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -31,8 +25,7 @@ pub fn run(args: &SidecarArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: &SidecarArgs) -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let stop = super::stop_signal()?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let sidecar = bottle_sidecar::Sidecar::start(&args.config).await?;
     let reloader = sidecar.reloader();
@@ -47,13 +40,6 @@ async fn serve(args: &SidecarArgs) -> anyhow::Result<()> {
     if let Some(addr) = sidecar.egress_addr() {
         tracing::info!(%addr, "egress listening");
     }
-    sidecar
-        .serve(async move {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = int.recv() => {},
-            }
-        })
-        .await?;
+    sidecar.serve(stop).await?;
     Ok(())
 }
