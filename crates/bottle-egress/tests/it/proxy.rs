@@ -427,31 +427,6 @@ async fn unix_socket_listener_serves_connect() {
     server.await.unwrap().unwrap();
 }
 
-/// Opens a CONNECT tunnel to `host` and returns the bumped TLS stream (trusting the bottle CA).
-async fn tunnel(proxy: &Proxy, host: &str, port: u16) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    use rustls::pki_types::pem::PemObject as _;
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    stream.write_all(format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0_u8; 1];
-        stream.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 200"));
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::CertificateDer::from_pem_file(&proxy.ca_pem).unwrap()).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(bottle_ca::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    connector.connect(host.to_owned().try_into().unwrap(), stream).await.unwrap()
-}
-
 fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
     let mask = [0x11_u8, 0x22, 0x33, 0x44];
     let mut frame = vec![0x81, 0x80 | u8::try_from(payload.len()).unwrap()];

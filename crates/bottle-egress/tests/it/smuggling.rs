@@ -1,7 +1,6 @@
 //! Request smuggling shapes over raw TCP: on the plain listener, on the second request of a
 //! kept-alive connection (sequential and pipelined), and inside a bumped CONNECT tunnel.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bottle_egress::OnMatch;
@@ -107,25 +106,6 @@ async fn a_refused_connect_closes_the_connection() {
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
     assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
-}
-
-/// Opens a CONNECT tunnel to `host` and returns the bumped TLS stream speaking HTTP/1.1.
-async fn tunnel(proxy: &Proxy, host: &str, port: u16) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    use rustls::pki_types::pem::PemObject as _;
-    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    stream.write_all(format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
-    let head = read_response(&mut stream).await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::CertificateDer::from_pem_file(&proxy.ca_pem).unwrap()).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(bottle_ca::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    connector.connect(host.to_owned().try_into().unwrap(), stream).await.unwrap()
 }
 
 async fn send(stream: &mut (impl AsyncWrite + Unpin), bytes: &str) {
