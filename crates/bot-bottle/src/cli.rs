@@ -38,9 +38,19 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Show an agent's resolved configuration, or list agents and bottles
     Info(InfoArgs),
-    /// Resolve the launch plan of an agent in its bottles
+    /// Launch an agent in a new bottle (or print the plan with --dry-run)
     Start(StartArgs),
-    /// Check this machine for what bottles need
+    /// List bottles: running, and left behind for cleanup
+    List(ListArgs),
+    /// Run a command as the agent user inside a running bottle
+    Exec(ExecArgs),
+    /// Run the agent interactively in a running bottle
+    Attach(AttachArgs),
+    /// Stop a bottle and remove its containers, network and volume
+    Stop(StopArgs),
+    /// Remove what dead bottles left behind (containers, networks, state)
+    Cleanup(CleanupArgs),
+    /// Check this machine (or a running bottle's boundary) for what bottles need
     Doctor(DoctorArgs),
     /// Build the images bottles run
     #[command(subcommand)]
@@ -56,6 +66,18 @@ pub enum Command {
     /// Forward loopback TCP ports to the sidecar's unix sockets (runs inside the agent container)
     #[command(hide = true)]
     Relay(RelayArgs),
+    /// Run the boundary probes from inside a bottle (started by the launcher, not by hand)
+    #[command(hide = true)]
+    Selftest(SelftestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Also try a direct TCP connection to ADDR:PORT (repeatable)
+    #[arg(long = "tcp", value_name = "ADDR:PORT")]
+    pub tcp: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -93,10 +115,61 @@ pub struct StartArgs {
     #[arg(long)]
     pub color: Option<String>,
     /// Print the plan and create nothing
-    #[arg(long, required = true)]
+    #[arg(long)]
     pub dry_run: bool,
+    /// Format of the plan printed by --dry-run
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+    /// Launch without asking for confirmation
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Run the provider's non-interactive mode with --prompt, then tear down; exits with the agent's code
+    #[arg(long, requires = "prompt", conflicts_with = "detach")]
+    pub headless: bool,
+    /// The task for --headless
+    #[arg(long, value_name = "TEXT", requires = "headless")]
+    pub prompt: Option<String>,
+    /// Leave the bottle running without starting the agent (use attach, exec, stop)
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The bottle's slug (see `bot-bottle list`)
+    pub slug: String,
+    /// The command and its arguments, after `--`
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The bottle's slug (see `bot-bottle list`)
+    pub slug: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Slugs of the bottles to stop
+    #[arg(required = true)]
+    pub slugs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Show what would be removed and remove nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Remove without asking for confirmation
+    #[arg(short, long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -118,6 +191,9 @@ impl From<BackendArg> for bottle_core::BackendKind {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// Rerun the boundary self-test inside this running bottle instead of checking the machine
+    #[arg(long, value_name = "SLUG")]
+    pub bottle: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }

@@ -26,12 +26,18 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(args) => commands::info::run(&cli.global, &args, &printer),
         Command::Start(args) => commands::start::run(&cli.global, &args, &printer),
+        Command::List(args) => commands::bottles::list(&cli.global, &args, &printer),
+        Command::Exec(args) => commands::bottles::exec(&args, &printer),
+        Command::Attach(args) => commands::bottles::attach(&cli.global, &args, &printer),
+        Command::Stop(args) => commands::bottles::stop(&cli.global, &args, &printer),
+        Command::Cleanup(args) => commands::bottles::cleanup(&cli.global, &args, &printer),
         Command::Doctor(args) => commands::doctor::run(&cli.global, &args, &printer),
         Command::Image(command) => commands::image::run(&command, &printer),
         Command::Completions(args) => commands::completions::run(&args, &printer),
         Command::Audit(command) => commands::audit::run(&cli.global, &command, &printer),
         Command::Sidecar(args) => commands::sidecar::run(&args),
         Command::Relay(args) => commands::relay::run(&args),
+        Command::Selftest(args) => commands::selftest::run(&args, &printer),
     };
     match result {
         Ok(code) => code,

@@ -64,6 +64,14 @@ impl Printer {
         }
     }
 
+    /// A progress line on stderr (suppressed by `-q`).
+    pub fn step(&self, text: &str) {
+        if !self.quiet {
+            let arrow = self.paint_err("==>", "36;1");
+            err_line(&format!("{arrow} {text}"));
+        }
+    }
+
     /// An error on stderr (never suppressed).
     pub fn error(&self, text: &str) {
         let label = self.paint_err("error", "31;1");

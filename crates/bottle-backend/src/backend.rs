@@ -7,7 +7,9 @@
 //! (`Box<dyn Backend>`). Nothing here names a container, network or VM: those are each backend's
 //! own resources, registered for teardown as it creates them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::SystemTime;
 
 use bottle_core::plan::LaunchPlan;
@@ -20,22 +22,80 @@ pub trait Backend: Send + Sync {
     /// Which backend this is.
     fn kind(&self) -> BackendKind;
 
-    /// Checks that `plan` can be launched here — engine reachable, images present or buildable,
-    /// runtime usable — and says how it would run. Creates, starts and writes nothing.
-    fn prepare(&self, plan: &LaunchPlan) -> Result<Preflight, Error>;
+    /// Where this backend's sidecar finds its files and serves its sockets, for the launcher to
+    /// write the sidecar config against.
+    fn sidecar_layout(&self) -> SidecarLayout;
+
+    /// Checks that `plan` can be launched here with `agent_image` — engine reachable, image present,
+    /// runtime usable — and says how it would run. Creates nothing that outlives the call.
+    fn prepare(&self, plan: &LaunchPlan, agent_image: &str) -> Result<Preflight, Error>;
 
     /// Creates the bottle's resources (network, sidecar, agent), recording each for reverse-order
-    /// teardown; any failure removes what was already created before returning the error. The agent
-    /// is provisioned by the caller through the returned handle; nothing of the agent's command runs
-    /// yet.
-    fn launch(&self, plan: &LaunchPlan) -> Result<Box<dyn Bottle>, Error>;
+    /// teardown; any failure — or `inputs.cancel` being set — removes what was already created
+    /// before returning the error. The agent is provisioned by the caller through the returned
+    /// handle; nothing of the agent's command runs yet.
+    fn launch(&self, plan: &LaunchPlan, inputs: LaunchInputs) -> Result<Box<dyn Bottle>, Error>;
+
+    /// A handle on a bottle launched earlier (by this or another process), for `exec`, `attach`
+    /// and `doctor --bottle`. Its [`Bottle::close`] removes the bottle.
+    fn open(&self, slug: &str) -> Result<Box<dyn Bottle>, Error>;
 
     /// Every bottle of this backend on this machine, live or left behind by a crash.
     fn list(&self) -> Result<Vec<BottleSummary>, Error>;
 
+    /// Removes every resource of the bottle `slug`, running or not. Idempotent.
+    fn stop(&self, slug: &str) -> Result<CleanupReport, Error>;
+
     /// Removes resources of bottles that have no live owner. Idempotent; best effort per resource,
     /// with every failure reported rather than stopping at the first.
     fn cleanup(&self, options: &CleanupOptions) -> Result<CleanupReport, Error>;
+}
+
+/// Where the sidecar sees its files, as the sidecar config must name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarLayout {
+    /// The config's `state_dir`.
+    pub state_dir: PathBuf,
+    /// The config's `secrets_dir`.
+    pub secrets_dir: PathBuf,
+    /// Where the upstream CA bundle is, when one is given.
+    pub upstream_ca: PathBuf,
+    /// The config's `listen.egress`.
+    pub egress_listen: String,
+    /// The config's `listen.socket_group`.
+    pub socket_group: Option<u32>,
+}
+
+/// Everything a launch needs besides the plan, prepared by the launcher. Secret values travel here
+/// and nowhere else; a backend hands them to the sidecar alone.
+pub struct LaunchInputs {
+    /// The sidecar config file (written against [`Backend::sidecar_layout`]); holds no secrets.
+    pub sidecar_config: Vec<u8>,
+    /// Secret values by slot, for the sidecar only.
+    pub secrets: Vec<(String, Vec<u8>)>,
+    /// The bottle's extra upstream CA bundle (PEM), if it names one.
+    pub upstream_ca: Option<Vec<u8>>,
+    /// The agent's environment.
+    pub agent_env: Vec<(String, String)>,
+    pub agent_image: String,
+    pub sidecar_image: String,
+    /// The sandbox runtime [`Backend::prepare`] chose, if not the default.
+    pub runtime: Option<String>,
+    /// The `bot-bottle` executable, for the relay inside the agent.
+    pub relay_binary: PathBuf,
+    /// Set (e.g. by Ctrl-C) to abandon the launch; what was created is removed.
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for LaunchInputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaunchInputs")
+            .field("secrets", &self.secrets.iter().map(|(slot, _)| slot).collect::<Vec<_>>())
+            .field("agent_image", &self.agent_image)
+            .field("sidecar_image", &self.sidecar_image)
+            .field("runtime", &self.runtime)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A launched bottle. Dropping it without [`Bottle::close`] leaves the resources for `cleanup`.
@@ -54,6 +114,10 @@ pub trait Bottle: Send {
 
     /// Copies the host file or directory `host` to `dest` inside the bottle, owned by `owner`.
     fn cp_in(&self, host: &Path, dest: &Path, owner: ExecUser) -> Result<(), Error>;
+
+    /// Writes `contents` to the file `dest` inside the bottle with `mode`, owned by `owner`; parent
+    /// directories are created as `owner`.
+    fn put_file(&self, dest: &Path, contents: &[u8], mode: u32, owner: ExecUser) -> Result<(), Error>;
 
     /// Runs `argv` as the agent user on this terminal: raw mode, the window size at start and on
     /// every `SIGWINCH`, the terminal restored afterwards. Returns the command's exit code.
@@ -106,7 +170,8 @@ pub struct Preflight {
 pub struct BottleSummary {
     pub backend: BackendKind,
     pub slug: String,
-    pub agent: String,
+    /// The agent's name, when the bottle's resources say.
+    pub agent: Option<String>,
     pub created: SystemTime,
     pub status: BottleStatus,
 }
@@ -123,10 +188,12 @@ pub enum BottleStatus {
 }
 
 /// What [`Backend::cleanup`] may do.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CleanupOptions {
     /// Report what would be removed and remove nothing.
     pub dry_run: bool,
+    /// Bottles whose owning process is gone: removed even when their containers still run.
+    pub dead_owners: std::collections::BTreeSet<String>,
 }
 
 /// What [`Backend::cleanup`] removed and what it could not.

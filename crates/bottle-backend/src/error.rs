@@ -56,10 +56,33 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The launch was abandoned (Ctrl-C); what it created was removed.
+    #[error("bottle `{slug}`: launch interrupted; everything it created was removed")]
+    Cancelled { slug: String },
+    /// No bottle of this slug exists on the backend.
+    #[error("no bottle `{slug}` on {backend}")]
+    NoSuchBottle { slug: String, backend: String },
+    /// The bottle exists but its agent container is not running.
+    #[error("bottle `{slug}` is not running ({state})")]
+    NotRunning { slug: String, state: String },
+    /// A host command the backend hands the terminal to (`docker exec -it`) could not run.
+    #[error("cannot run `{program}`")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The bottle's containers started but its services never came up; `log` is the tail of the
     /// failing container's output.
     #[error("bottle `{slug}`: {message}; its last lines:\n{log}")]
     NotReady { slug: String, message: String, log: String },
+    /// The boundary self-test produced no usable report inside the bottle, so nothing is proven;
+    /// `log` is the tail of its output.
+    #[error("bottle `{slug}`: the boundary self-test did not run: {reason}; its last lines:\n{log}")]
+    SelfTestNotRun { slug: String, reason: String, log: String },
+    /// A boundary probe got out of the bottle (or could not tell); `escaped` names each one.
+    #[error("bottle `{slug}`: the boundary self-test found a way out: {escaped}")]
+    SelfTestEscaped { slug: String, escaped: String },
 }
 
 impl Error {
@@ -85,7 +108,23 @@ impl Error {
             Self::Launch { .. } => {
                 "`docker info` shows the engine's state; `bot-bottle cleanup` removes anything left behind".into()
             }
+            Self::Cancelled { .. } => "nothing is left to clean up".into(),
+            Self::NoSuchBottle { .. } => "`bot-bottle list` shows the bottles that exist".into(),
+            Self::NotRunning { .. } => {
+                "`bot-bottle stop <slug>` removes it; `bot-bottle cleanup` removes every dead bottle".into()
+            }
+            Self::Spawn { .. } => "install the docker client (Debian package `docker.io`)".into(),
             Self::NotReady { .. } => "the sidecar's log above says why; check its config and secrets".into(),
+            Self::SelfTestNotRun { .. } => format!(
+                "the agent does not start until the probes run; the `bot-bottle` binary mounted at `{}` must \
+                 be this version (rebuild it with `cargo build -p bot-bottle`)",
+                crate::selftest::SELFTEST_BINARY
+            ),
+            Self::SelfTestEscaped { .. } => {
+                "the agent was not started; this backend does not isolate on this machine, `bot-bottle doctor` \
+                 checks its runtime"
+                    .into()
+            }
         })
     }
 }

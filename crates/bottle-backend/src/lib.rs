@@ -5,6 +5,8 @@
 //! Engine connection (API version negotiated, unix socket only) and [`image`] builds the agent and
 //! sidecar images from a Dockerfile or offline from a Debian rootfs. [`relay`] is what runs inside a
 //! `network=none` agent to reach the sidecar's unix sockets; [`docker`] launches a bottle on the engine.
+//! [`selftest`] holds the boundary probes run inside every bottle before its agent starts, and the
+//! host side that runs them and refuses a bottle any probe got out of.
 //!
 //! This crate never depends on the sidecar services (egress, git-gate, supervise); they meet in the
 //! binary.
@@ -15,9 +17,11 @@ pub mod engine;
 mod error;
 pub mod image;
 pub mod relay;
+pub mod selftest;
 
 pub use backend::{
-    Backend, Bottle, BottleStatus, BottleSummary, CleanupOptions, CleanupReport, ExecResult, ExecUser, Preflight,
+    Backend, Bottle, BottleStatus, BottleSummary, CleanupOptions, CleanupReport, ExecResult, ExecUser, LaunchInputs,
+    Preflight, SidecarLayout,
 };
 pub use engine::Engine;
 pub use error::Error;

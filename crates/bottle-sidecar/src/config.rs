@@ -30,6 +30,11 @@ pub struct SidecarConfig {
 #[serde(deny_unknown_fields)]
 pub struct Listen {
     pub egress: ListenAddr,
+    /// For unix sockets: the group that may connect. The socket is given this group and mode 0060,
+    /// so members of the group (the relay) can connect and nobody else can — not even a process
+    /// that happens to share the sidecar's uid. Without it the socket keeps the umask's mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_group: Option<u32>,
 }
 
 /// `tcp:HOST:PORT` or `unix:/path/to.sock`.

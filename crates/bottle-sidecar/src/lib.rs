@@ -15,7 +15,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use config::{ListenAddr, SidecarConfig};
+pub use config::{Listen, ListenAddr, SidecarConfig};
 pub use secrets::{SECRET_ENV_PREFIX, load_secrets};
 
 use bottle_egress::{Egress, EgressDeps, EgressHandle, EgressListener};
@@ -53,6 +53,13 @@ pub enum SidecarError {
         #[source]
         source: bottle_ca::CaError,
     },
+    #[error("cannot give socket `{path}` to group {gid}: {source}")]
+    SocketPermissions {
+        path: PathBuf,
+        gid: u32,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("egress: {0}")]
     Egress(#[from] bottle_egress::EgressError),
 }
@@ -78,6 +85,9 @@ impl Sidecar {
         deps.audit_log = Some(config.state_dir.join("audit.jsonl"));
         let egress = Egress::new(&config.egress, deps)?;
         let egress_listener = config.listen.egress.bind().await?;
+        if let (ListenAddr::Unix(path), Some(gid)) = (&config.listen.egress, config.listen.socket_group) {
+            restrict_socket(path, gid)?;
+        }
         Ok(Self { egress, egress_listener, config_path: config_path.to_path_buf() })
     }
 
@@ -96,6 +106,16 @@ impl Sidecar {
         self.egress.serve(self.egress_listener, shutdown).await?;
         Ok(())
     }
+}
+
+/// Gives a unix socket to `gid` with mode 0060: connecting needs write permission, and the owner
+/// bits (none) take precedence over the group's, so only members of the group who are not the owner
+/// can connect.
+fn restrict_socket(path: &Path, gid: u32) -> Result<(), SidecarError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let fail = |source| SidecarError::SocketPermissions { path: path.to_path_buf(), gid, source };
+    std::os::unix::fs::chown(path, None, Some(gid)).map_err(fail)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o060)).map_err(fail)
 }
 
 /// Re-reads routes and secrets from the config file and swaps them into the running proxy.

@@ -177,7 +177,8 @@ impl BottleState {
     }
 }
 
-/// What `resume` needs to relaunch a bottle, written at launch.
+/// What `resume` needs to relaunch a bottle, and what `list` and `cleanup` need to know about it;
+/// written at launch and updated as the bottle's life goes on.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Metadata {
     pub slug: String,
@@ -189,6 +190,73 @@ pub struct Metadata {
     pub cwd: PathBuf,
     /// Seconds since the Unix epoch.
     pub started_at: u64,
+    /// The provider template the agent runs with.
+    #[serde(default)]
+    pub template: String,
+    /// The process that owns the bottle (a foreground `start`); `None` for a detached bottle.
+    #[serde(default)]
+    pub owner_pid: Option<u32>,
+    /// `starting`, `running`, `exited` or `stopped`.
+    #[serde(default)]
+    pub status: String,
+    /// The agent's exit code, once it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The sandbox runtime the agent runs under (`runc`, `runsc`, …).
+    #[serde(default)]
+    pub runtime: String,
+}
+
+impl BottleState {
+    /// Creates the state directory (mode 0700, parents as needed). An existing directory is an
+    /// error: a slug names one bottle.
+    pub fn create(&self) -> Result<(), StateError> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        if let Some(parent) = self.dir.parent() {
+            fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        fs::DirBuilder::new().mode(0o700).create(&self.dir).map_err(io_err(&self.dir))
+    }
+
+    /// Writes `metadata.json` atomically (a temporary file renamed over it).
+    pub fn write_metadata(&self, metadata: &Metadata) -> Result<(), StateError> {
+        let path = self.metadata_path();
+        let tmp = self.dir.join(".metadata.json.tmp");
+        let bytes = serde_json::to_vec_pretty(metadata)
+            .map_err(|source| StateError::Metadata { path: path.clone(), source })?;
+        fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err(&path))
+    }
+
+    /// Appends one timestamped line to `bringup.log`.
+    pub fn log_bringup(&self, line: &str) {
+        use std::io::Write as _;
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let path = self.bringup_log();
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(&path) {
+            let _ = writeln!(f, "{secs} {line}");
+        }
+    }
+}
+
+impl Home {
+    /// Every state directory under `state/`, by slug.
+    pub fn states(&self) -> Vec<(String, BottleState)> {
+        let Ok(entries) = fs::read_dir(self.states_dir()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, BottleState)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .map(|slug| {
+                let state = self.state(&slug);
+                (slug, state)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,9 @@ struct Report {
 
 pub fn run(global: &GlobalArgs, args: &DoctorArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let ctx = Context::new(global)?;
+    if let Some(slug) = &args.bottle {
+        return bottle_selftest(slug, args.format, printer);
+    }
     let mut checks = Vec::new();
     let engine = docker_engine(&mut checks);
     checks.push(runsc(engine.as_ref()));
@@ -152,15 +155,70 @@ fn runsc(engine: Option<&Engine>) -> Check {
     const NAME: &str = "gvisor (runsc)";
     match engine {
         None => Check::not_ok(NAME, Status::Warn, "unknown: the engine is unreachable", "fix the engine first"),
-        Some(e) if e.runtimes.iter().any(|r| r == "runsc") => {
-            Check::pass(NAME, "registered with the engine; each launch probes that it really starts containers")
-        }
+        Some(e) if e.runtimes.iter().any(|r| r == "runsc") => match probe_gvisor() {
+            Ok(bottle_backend::docker::RuntimeProbe::Works(_)) => {
+                Check::pass(NAME, "registered, and a probe container starts under it: agents run with gVisor")
+            }
+            Ok(bottle_backend::docker::RuntimeProbe::Broken { error, .. }) => Check::not_ok(
+                NAME,
+                Status::Warn,
+                format!("registered, but a probe container fails under it ({error}): agents run under runc"),
+                "a broken runtime is skipped with a warning at each launch; fix or unregister `runsc`",
+            ),
+            Ok(bottle_backend::docker::RuntimeProbe::NotRegistered) => {
+                Check::not_ok(NAME, Status::Warn, "not registered: agents run under runc", "optional hardening")
+            }
+            Err(why) => Check::not_ok(
+                NAME,
+                Status::Warn,
+                format!("registered, not probed: {why}"),
+                "build the images (`bot-bottle image build --offline`) and run doctor again",
+            ),
+        },
         Some(_) => Check::not_ok(
             NAME,
             Status::Warn,
             "not registered: agents run under the default runtime (runc)",
             "optional hardening: install gVisor and register `runsc` in /etc/docker/daemon.json",
         ),
+    }
+}
+
+/// Starts a throwaway container under `runsc` with the agent image, as every launch does.
+fn probe_gvisor() -> Result<bottle_backend::docker::RuntimeProbe, String> {
+    use bottle_backend::image::{BuildMode, ImageRecipe};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let backend = bottle_backend::docker::DockerBackend::connect(std::sync::Arc::new(rt)).map_err(|e| e.to_string())?;
+    let image = [ImageRecipe::agent(BuildMode::Offline), ImageRecipe::agent(BuildMode::Registry)]
+        .into_iter()
+        .map(|r| r.tag)
+        .find(|tag| backend.runtime().block_on(backend.engine().docker().inspect_image(tag)).is_ok())
+        .ok_or_else(|| "no agent image yet".to_owned())?;
+    Ok(backend.probe_gvisor(&image))
+}
+
+/// `doctor --bottle SLUG`: the boundary self-test again, inside a running bottle.
+fn bottle_selftest(slug: &str, format: Format, printer: &Printer) -> anyhow::Result<ExitCode> {
+    use bottle_backend::Backend as _;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    let backend =
+        bottle_backend::docker::DockerBackend::connect(std::sync::Arc::new(rt)).map_err(super::backend_error)?;
+    let bottle = backend.open(slug).map_err(super::backend_error)?;
+    let report = bottle_backend::selftest::run_in(bottle.as_ref()).map_err(super::backend_error)?;
+    match format {
+        Format::Json => printer.json(&report)?,
+        Format::Text => printer.out(&bottle_backend::selftest::render_table(&report))?,
+    }
+    if report.passed() {
+        printer.step(&format!("{slug}: every probe was blocked"));
+        Ok(ExitCode::SUCCESS)
+    } else {
+        printer.error(&format!("{slug}: the boundary leaks; stop the bottle (`bot-bottle stop {slug}`)"));
+        Ok(ExitCode::from(crate::EXIT_FAILURE))
     }
 }
 

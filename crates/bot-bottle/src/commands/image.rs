@@ -28,19 +28,19 @@ fn build(args: &ImageBuildArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     }
     if matches!(args.which, ImageChoice::Sidecar | ImageChoice::All) {
         let exe = std::env::current_exe()?;
-        recipes.push(ImageRecipe::sidecar_from_file(mode, &exe).map_err(with_hint)?);
+        recipes.push(ImageRecipe::sidecar_from_file(mode, &exe).map_err(super::backend_error)?);
     }
     // Only this command needs async (bollard); the rest of the CLI stays synchronous.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let progress = StderrProgress { quiet: printer.quiet, verbose: printer.verbose > 0 };
     let built = runtime.block_on(async {
-        let engine = Engine::connect().await.map_err(with_hint)?;
+        let engine = Engine::connect().await.map_err(super::backend_error)?;
         progress.step("engine", &format!("`{}` (API {})", engine.endpoint(), engine.api_version()));
-        let builder = ImageBuilder::new(&engine, &progress).map_err(with_hint)?;
+        let builder = ImageBuilder::new(&engine, &progress).map_err(super::backend_error)?;
         let mut built = Vec::new();
         for recipe in &recipes {
             let started = Instant::now();
-            let image = builder.build(recipe).await.map_err(with_hint)?;
+            let image = builder.build(recipe).await.map_err(super::backend_error)?;
             if !image.reused {
                 progress.step(recipe.kind.name(), &format!("done in {:.0?}", started.elapsed()));
             }
@@ -52,16 +52,6 @@ fn build(args: &ImageBuildArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         printer.outln(&format!("{} {}", image.kind.name(), image.tag))?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The error's chain with its `hint:` line, as the CLI prints every error.
-fn with_hint(err: bottle_backend::Error) -> anyhow::Error {
-    let hint = err.hint();
-    let text = format!("{:#}", anyhow::Error::new(err));
-    match hint {
-        Some(hint) => anyhow::anyhow!("{text}\nhint: {hint}"),
-        None => anyhow::anyhow!(text),
-    }
 }
 
 /// Progress lines on stderr: steps unless `-q`, tool output only with `-v`. Writes stderr itself

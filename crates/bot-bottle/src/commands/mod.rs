@@ -1,11 +1,15 @@
 //! One module per subcommand; each exposes `run`.
 
 pub mod audit;
+pub mod bottles;
 pub mod completions;
 pub mod doctor;
 pub mod image;
 pub mod info;
+pub mod launch;
+pub mod provider;
 pub mod relay;
+pub mod selftest;
 pub mod sidecar;
 pub mod start;
 
@@ -67,4 +71,14 @@ pub fn stop_signal() -> anyhow::Result<impl Future<Output = ()>> {
             _ = int.recv() => {},
         }
     })
+}
+
+/// A backend error with its `hint:` line, as the CLI prints every error.
+pub fn backend_error(err: bottle_backend::Error) -> anyhow::Error {
+    let hint = err.hint();
+    let text = format!("{:#}", anyhow::Error::new(err));
+    match hint {
+        Some(hint) => anyhow::anyhow!("{text}\nhint: {hint}"),
+        None => anyhow::anyhow!(text),
+    }
 }

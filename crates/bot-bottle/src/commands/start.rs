@@ -1,9 +1,11 @@
-//! `bot-bottle start <agent> --dry-run`: resolve the launch plan and print it, creating nothing.
+//! `bot-bottle start <agent>`: resolve the launch plan; with `--dry-run` print it and create nothing,
+//! otherwise launch it (`launch.rs`).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use bottle_core::plan::{self, HostFacts, LaunchPlan, PlanInput, PlanOptions, RepoKeyPlan};
+use bottle_core::spec::AgentSpec;
 use bottle_core::{BackendKind, Color, Diagnostic, Label};
 
 use crate::cli::{Format, GlobalArgs, StartArgs};
@@ -16,18 +18,21 @@ const SEED_VAR: &str = "BOT_BOTTLE_SLUG_SEED";
 
 pub fn run(global: &GlobalArgs, args: &StartArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let ctx = context(global)?;
-    let plan = resolve_plan(&ctx, args)?;
+    let (plan, agent) = resolve_plan(&ctx, args)?;
+    if !args.dry_run {
+        return super::launch::run(&ctx, args, &plan, &agent, printer);
+    }
     for w in &plan.warnings {
         printer.warn(w);
     }
     match args.format {
         Format::Json => printer.json(&plan)?,
-        Format::Text => printer.out(&render(&plan, printer))?,
+        Format::Text => printer.out(&render(&plan, printer, true))?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn resolve_plan(ctx: &Context, args: &StartArgs) -> anyhow::Result<LaunchPlan> {
+pub fn resolve_plan(ctx: &Context, args: &StartArgs) -> anyhow::Result<(LaunchPlan, AgentSpec)> {
     let label = args
         .label
         .as_deref()
@@ -51,7 +56,7 @@ pub fn resolve_plan(ctx: &Context, args: &StartArgs) -> anyhow::Result<LaunchPla
         label,
         color,
         slug_seed: seed,
-        headless_prompt: None,
+        headless_prompt: args.prompt.clone(),
     };
     let host = HostFacts {
         bot_home: ctx.home.root().to_path_buf(),
@@ -67,11 +72,11 @@ pub fn resolve_plan(ctx: &Context, args: &StartArgs) -> anyhow::Result<LaunchPla
         options: &options,
         host: &host,
     })?;
-    Ok(plan)
+    Ok((plan, agent))
 }
 
 /// The preflight summary: what will be created and what the agent will be able to reach.
-pub fn render(plan: &LaunchPlan, printer: &Printer) -> String {
+pub fn render(plan: &LaunchPlan, printer: &Printer, dry_run: bool) -> String {
     let mut s = String::new();
     let bold = |t: &str| printer.paint(t, "1");
     let _ = writeln!(s, "{} {}", bold("bottle"), plan.slug);
@@ -131,6 +136,8 @@ pub fn render(plan: &LaunchPlan, printer: &Printer) -> String {
     let _ = writeln!(s, "  containers {}, {}", plan.resources.agent, plan.resources.sidecar);
     let _ = writeln!(s, "  network    {}", plan.resources.network);
     let _ = writeln!(s, "  volume     {}", plan.resources.socket_volume);
-    let _ = writeln!(s, "(dry run: nothing was created)");
+    if dry_run {
+        let _ = writeln!(s, "(dry run: nothing was created)");
+    }
     s
 }

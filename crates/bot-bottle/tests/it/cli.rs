@@ -61,14 +61,55 @@ fn help_lists_only_working_commands() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(commands, ["info", "start", "doctor", "image", "completions", "audit", "help"]);
+    assert_eq!(
+        commands,
+        [
+            "info",
+            "start",
+            "list",
+            "exec",
+            "attach",
+            "stop",
+            "cleanup",
+            "doctor",
+            "image",
+            "completions",
+            "audit",
+            "help"
+        ]
+    );
 }
 
 #[test]
-fn start_requires_dry_run_until_launching_exists() {
-    let out = bot_bottle().args(["start", "implementer"]).output().expect("runs");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--dry-run"));
+fn start_refuses_a_template_that_cannot_launch_yet_and_creates_nothing() {
+    let home = example_copy();
+    let before = tree(home.path());
+    let out = bot_bottle()
+        .env("HOME", home.path())
+        .arg("--home")
+        .arg(home.path())
+        .args(["start", "implementer", "--yes"])
+        .output()
+        .expect("runs");
+    let text = transcript(&out, home.path());
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("provider template `claude` cannot be launched yet"), "{text}");
+    assert_eq!(tree(home.path()), before, "a refused start wrote into the home");
+}
+
+#[test]
+fn start_without_a_terminal_asks_for_yes_and_creates_nothing() {
+    let home = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(home.path().join("agents")).expect("mkdir");
+    std::fs::create_dir_all(home.path().join("bottles")).expect("mkdir");
+    std::fs::write(home.path().join("agents/a.md"), "---\nbottle: sh\n---\nprompt\n").expect("write");
+    std::fs::write(home.path().join("bottles/sh.md"), "---\nagent_provider:\n  template: shell\n---\n").expect("write");
+    let before = tree(home.path());
+    let out = bot_bottle().arg("--home").arg(home.path()).args(["start", "a"]).output().expect("runs");
+    let text = transcript(&out, home.path());
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("--yes"), "{text}");
+    assert_eq!(tree(home.path()), before, "an unconfirmed start wrote into the home");
 }
 
 #[test]

@@ -11,7 +11,10 @@
 //! as env, argv or labels: the sidecar reads them from a host directory mounted read-only into the
 //! sidecar alone, and its config (which holds no secrets) is copied in as a 0600 file.
 
+mod backend;
 pub mod undo;
+
+pub use backend::{DockerBackend, DockerHandle, GVISOR_RUNTIME, LABEL_AGENT, RuntimeProbe, probe_runtime, sh_quote};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,8 +46,16 @@ pub const SIDECAR_CONFIG: &str = "/etc/bot-bottle/sidecar.json";
 pub const SIDECAR_SECRETS_DIR: &str = "/run/bot-bottle/secrets";
 /// The sidecar's state directory inside its container (its config's `state_dir`).
 pub const SIDECAR_STATE_DIR: &str = "/var/lib/bot-bottle/state";
+/// Where the sidecar finds the extra upstream CA bundle, when the bottle names one.
+pub const SIDECAR_UPSTREAM_CA: &str = "/etc/bot-bottle/upstream-ca.pem";
 /// Where the agent container sees the relay binary.
 pub const RELAY_BINARY: &str = "/opt/bot-bottle/bot-bottle";
+/// The relay's uid and gid inside the agent container: neither root nor `node`, so the agent can
+/// neither signal nor trace it. The sidecar gives its sockets to this group (mode 0060), so the
+/// relay is the only process in the agent container that can connect to them.
+pub const RELAY_ID: u32 = 61_000;
+/// The agent user's uid in every agent image (`node`).
+pub const AGENT_UID: u32 = 1000;
 /// How long a launch waits for the sidecar's egress socket to appear.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -77,12 +88,32 @@ pub struct LaunchSpec {
     pub sidecar_config: Vec<u8>,
     /// A host directory (mode 0700, one file per token slot) mounted read-only into the sidecar only.
     pub secrets_dir: Option<PathBuf>,
+    /// Secret values by slot, copied into the created sidecar (never started yet) as 0600 files in
+    /// [`SIDECAR_SECRETS_DIR`] owned by the sidecar's user: nothing lands on the host's disk and
+    /// nothing shows in `docker inspect`. Used instead of `secrets_dir` by the CLI.
+    pub secret_files: Vec<(String, Vec<u8>)>,
+    /// The extra upstream CA bundle (PEM), copied to [`SIDECAR_UPSTREAM_CA`].
+    pub upstream_ca: Option<Vec<u8>>,
+    /// The host state directory, mounted read-write at [`SIDECAR_STATE_DIR`] (its `ca/` and
+    /// `audit.jsonl`). The sidecar runs as the directory's owner so what it writes stays the user's.
+    pub state_dir: Option<PathBuf>,
+    /// `uid:gid` the sidecar runs as; root when absent.
+    pub sidecar_user: Option<(u32, u32)>,
+    /// The agent container's environment (proxy, CA variables, the manifest's `env`).
+    pub agent_env: Vec<(String, String)>,
+    /// Labels put on the agent container besides the slug and role (e.g. `bot-bottle.agent`).
+    pub agent_labels: Vec<(String, String)>,
+    /// The OCI runtime for the agent (`runsc`), when one was probed and works; the engine default
+    /// otherwise.
+    pub runtime: Option<String>,
     /// A Linux `bot-bottle` executable on the host, bind-mounted read-only into the agent at
     /// [`RELAY_BINARY`] so any agent image gets the relay without carrying it.
     pub relay_binary: PathBuf,
     /// What the relay forwards; by default `127.0.0.1:9099` to [`EGRESS_SOCKET`].
     pub relay_maps: Vec<RelayMap>,
     pub limits: Limits,
+    /// Set to abandon the launch between steps (Ctrl-C); what was created is removed.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl LaunchSpec {
@@ -101,12 +132,20 @@ impl LaunchSpec {
             sidecar_image: sidecar_image.to_owned(),
             sidecar_config,
             secrets_dir: None,
+            secret_files: Vec::new(),
+            upstream_ca: None,
+            state_dir: None,
+            sidecar_user: None,
+            agent_env: Vec::new(),
+            agent_labels: Vec::new(),
+            runtime: None,
             relay_binary,
             relay_maps: vec![RelayMap {
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], EGRESS_PORT)),
                 target: PathBuf::from(EGRESS_SOCKET),
             }],
             limits: Limits::default(),
+            cancel: None,
         }
     }
 }
@@ -173,15 +212,25 @@ impl DockerBottle {
             move |source: bollard::errors::Error| Error::Launch { slug, action, source: Box::new(source) }
         };
 
+        // A tmpfs owned by the sidecar's user: the sockets never touch a disk and the agent (which
+        // mounts it read-only) can neither plant nor replace one.
+        let (sidecar_uid, sidecar_gid) = spec.sidecar_user.unwrap_or((0, 0));
         docker
             .create_volume(VolumeCreateRequest {
                 name: Some(names.socket_volume.clone()),
+                driver: Some("local".into()),
+                driver_opts: Some(HashMap::from([
+                    ("type".to_owned(), "tmpfs".to_owned()),
+                    ("device".to_owned(), "tmpfs".to_owned()),
+                    ("o".to_owned(), format!("size=1m,mode=0755,uid={sidecar_uid},gid={sidecar_gid}")),
+                ])),
                 labels: Some(labels(&spec.slug, "sockets")),
                 ..Default::default()
             })
             .await
             .map_err(fail(format!("create volume `{}`", names.socket_volume)))?;
         self.undo.push(Resource::Volume(names.socket_volume.clone()));
+        self.check_cancel(spec)?;
 
         docker
             .create_network(NetworkCreateRequest {
@@ -193,19 +242,28 @@ impl DockerBottle {
             .await
             .map_err(fail(format!("create network `{}`", names.network)))?;
         self.undo.push(Resource::Network(names.network.clone()));
+        self.check_cancel(spec)?;
 
         let mut sidecar_mounts = vec![volume_mount(&names.socket_volume, SOCKET_DIR, false)];
         if let Some(dir) = &spec.secrets_dir {
             sidecar_mounts.push(bind_mount(dir, SIDECAR_SECRETS_DIR));
         }
+        if let Some(dir) = &spec.state_dir {
+            let mut mount = bind_mount(dir, SIDECAR_STATE_DIR);
+            mount.read_only = Some(false);
+            sidecar_mounts.push(mount);
+        }
         let sidecar = ContainerCreateBody {
             image: Some(spec.sidecar_image.clone()),
+            user: Some(format!("{sidecar_uid}:{sidecar_gid}")),
             entrypoint: Some(vec![crate::image::SIDECAR_BINARY_PATH.into()]),
             cmd: Some(vec!["sidecar".into(), "--config".into(), SIDECAR_CONFIG.into()]),
             labels: Some(labels(&spec.slug, "sidecar")),
             host_config: Some(HostConfig {
                 network_mode: Some(names.network.clone()),
                 mounts: Some(sidecar_mounts),
+                // Membership of the relay's group lets it hand its sockets to that group.
+                group_add: Some(vec![RELAY_ID.to_string()]),
                 cap_drop: Some(vec!["ALL".into()]),
                 security_opt: Some(vec!["no-new-privileges".into()]),
                 memory: Some(spec.limits.sidecar_memory_bytes),
@@ -218,7 +276,13 @@ impl DockerBottle {
         self.create(&names.sidecar, sidecar).await?;
         // Copied into the created (not yet started) container, so the config never touches the
         // host's disk outside the state dir and never shows in `docker inspect`.
-        let archive = config_tar(&spec.sidecar_config).map_err(|e| Error::Launch {
+        let files = SidecarFiles {
+            config: &spec.sidecar_config,
+            secrets: &spec.secret_files,
+            upstream_ca: spec.upstream_ca.as_deref(),
+            owner: (sidecar_uid, sidecar_gid),
+        };
+        let archive = config_tar(&files).map_err(|e| Error::Launch {
             slug: spec.slug.clone(),
             action: "pack the sidecar config".into(),
             source: Box::new(e),
@@ -232,23 +296,29 @@ impl DockerBottle {
             .await
             .map_err(fail(format!("copy the config into `{}`", names.sidecar)))?;
         self.start(&names.sidecar).await?;
+        self.check_cancel(spec)?;
 
         let mut relay_cmd = vec!["relay".to_owned()];
         for map in &spec.relay_maps {
             relay_cmd.push("--map".into());
             relay_cmd.push(format!("{}={}", map.listen, map.target.display()));
         }
+        let mut agent_labels = labels(&spec.slug, "agent");
+        agent_labels.extend(spec.agent_labels.iter().cloned());
         let agent = ContainerCreateBody {
             image: Some(spec.agent_image.clone()),
             hostname: Some(spec.slug.clone()),
-            // The container's main process is the relay, as root without capabilities: the agent
-            // (`node`, started later by exec) can neither signal nor trace it, and root owns the
-            // sidecar's sockets, so only the relay can connect to them.
-            user: Some("0:0".into()),
+            // The container's main process is the relay, as its own user without capabilities: the
+            // agent (`node`, started later by exec) can neither signal nor trace it, and only the
+            // relay's group may connect to the sidecar's sockets.
+            user: Some(format!("{RELAY_ID}:{RELAY_ID}")),
             entrypoint: Some(vec![RELAY_BINARY.into()]),
             cmd: Some(relay_cmd),
-            labels: Some(labels(&spec.slug, "agent")),
+            env: Some(spec.agent_env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            working_dir: Some(bottle_core::plan::GUEST_HOME.into()),
+            labels: Some(agent_labels),
             host_config: Some(HostConfig {
+                runtime: spec.runtime.clone(),
                 network_mode: Some("none".into()),
                 mounts: Some(vec![
                     // Read-only: the agent must not plant or replace sockets; connecting to a unix
@@ -268,6 +338,13 @@ impl DockerBottle {
         self.create(&names.agent, agent).await?;
         self.start(&names.agent).await?;
         self.wait_ready(spec).await
+    }
+
+    fn check_cancel(&self, spec: &LaunchSpec) -> Result<(), Error> {
+        if spec.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst)) {
+            return Err(Error::Cancelled { slug: self.slug.clone() });
+        }
+        Ok(())
     }
 
     async fn create(&mut self, name: &str, body: ContainerCreateBody) -> Result<(), Error> {
@@ -300,9 +377,10 @@ impl DockerBottle {
                     return Err(self.not_ready(name, "exited during launch").await);
                 }
             }
-            if self.exec(&probe, ExecUser::Root).await?.success() {
+            if self.exec(&probe, ExecUser::Relay).await?.success() {
                 return Ok(());
             }
+            self.check_cancel(spec)?;
             if tokio::time::Instant::now() >= deadline {
                 let what = format!("did not create {EGRESS_SOCKET} within {}s", READY_TIMEOUT.as_secs());
                 return Err(self.not_ready(&spec.resources.sidecar, &what).await);
@@ -348,18 +426,15 @@ impl DockerBottle {
             let (slug, action) = (self.slug.clone(), action.to_owned());
             move |source: bollard::errors::Error| Error::Launch { slug, action, source: Box::new(source) }
         };
-        let user = match user {
-            ExecUser::Agent => "node",
-            // The relay runs as root without capabilities (see the agent container's `user`).
-            ExecUser::Root | ExecUser::Relay => "0:0",
-        };
+        let user = exec_user(user);
         let created = docker
             .create_exec(
                 &self.resources.agent,
                 CreateExecOptions {
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
-                    user: Some(user.to_owned()),
+                    user: Some(user),
+                    working_dir: Some(bottle_core::plan::GUEST_HOME.to_owned()),
                     cmd: Some(vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()]),
                     ..Default::default()
                 },
@@ -435,19 +510,58 @@ fn check_relay_binary(slug: &str, path: &Path) -> Result<PathBuf, Error> {
     Ok(canonical)
 }
 
-/// A tar of `bot-bottle/` (0700) and `bot-bottle/sidecar.json` (0600, root), unpacked under `/etc`.
-fn config_tar(config: &[u8]) -> std::io::Result<Vec<u8>> {
+/// What the sidecar container gets copied into `/etc` before it starts.
+struct SidecarFiles<'a> {
+    config: &'a [u8],
+    secrets: &'a [(String, Vec<u8>)],
+    upstream_ca: Option<&'a [u8]>,
+    /// uid, gid of the sidecar's user, who must own all of it.
+    owner: (u32, u32),
+}
+
+/// `bot-bottle/` (0700) with `sidecar.json` (0600), `secrets/` (0700, one 0600 file per slot) and
+/// `upstream-ca.pem`, all owned by the sidecar's user, unpacked under `/etc`.
+fn config_tar(files: &SidecarFiles<'_>) -> std::io::Result<Vec<u8>> {
+    let (uid, gid) = files.owner;
     let mut tar = tar::Builder::new(Vec::new());
-    let mut dir = tar::Header::new_gnu();
-    dir.set_entry_type(tar::EntryType::Directory);
-    dir.set_mode(0o700);
-    dir.set_size(0);
-    tar.append_data(&mut dir, "bot-bottle/", std::io::empty())?;
-    let mut file = tar::Header::new_gnu();
-    file.set_mode(0o600);
-    file.set_size(config.len() as u64);
-    tar.append_data(&mut file, "bot-bottle/sidecar.json", config)?;
+    let mut add = |path: &str, mode: u32, data: Option<&[u8]>| {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(mode);
+        header.set_uid(u64::from(uid));
+        header.set_gid(u64::from(gid));
+        match data {
+            None => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                tar.append_data(&mut header, path, std::io::empty())
+            }
+            Some(data) => {
+                header.set_size(data.len() as u64);
+                tar.append_data(&mut header, path, data)
+            }
+        }
+    };
+    add("bot-bottle/", 0o700, None)?;
+    add("bot-bottle/sidecar.json", 0o600, Some(files.config))?;
+    if let Some(ca) = files.upstream_ca {
+        add("bot-bottle/upstream-ca.pem", 0o644, Some(ca))?;
+    }
+    if !files.secrets.is_empty() {
+        add("bot-bottle/secrets/", 0o700, None)?;
+        for (slot, value) in files.secrets {
+            add(&format!("bot-bottle/secrets/{slot}"), 0o600, Some(value))?;
+        }
+    }
     tar.into_inner()
+}
+
+/// The engine's `user` for an exec as `user`.
+pub(crate) fn exec_user(user: ExecUser) -> String {
+    match user {
+        ExecUser::Agent => format!("{AGENT_UID}:{AGENT_UID}"),
+        ExecUser::Root => "0:0".to_owned(),
+        ExecUser::Relay => format!("{RELAY_ID}:{RELAY_ID}"),
+    }
 }
 
 #[cfg(test)]
@@ -465,16 +579,22 @@ mod tests {
 
     #[test]
     fn config_tar_is_private() {
-        let bytes = config_tar(b"{}").unwrap();
+        let secrets = vec![("T".to_owned(), b"v".to_vec())];
+        let files = SidecarFiles { config: b"{}", secrets: &secrets, upstream_ca: None, owner: (7, 8) };
+        let bytes = config_tar(&files).unwrap();
         let mut archive = tar::Archive::new(bytes.as_slice());
         let modes: Vec<(String, u32)> = archive
             .entries()
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
+                assert_eq!((e.header().uid().unwrap(), e.header().gid().unwrap()), (7, 8));
                 (e.path().unwrap().display().to_string(), e.header().mode().unwrap())
             })
             .collect();
-        assert_eq!(modes, [("bot-bottle/".to_owned(), 0o700), ("bot-bottle/sidecar.json".to_owned(), 0o600)]);
+        let expected = [("bot-bottle/", 0o700), ("bot-bottle/sidecar.json", 0o600), ("bot-bottle/secrets/", 0o700)];
+        let mut expected: Vec<(String, u32)> = expected.iter().map(|(p, m)| ((*p).to_owned(), *m)).collect();
+        expected.push(("bot-bottle/secrets/T".to_owned(), 0o600));
+        assert_eq!(modes, expected);
     }
 }

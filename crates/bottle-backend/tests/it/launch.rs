@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::process::Command;
 
-use bottle_backend::docker::{self, EGRESS_SOCKET, LABEL_SLUG, LaunchSpec, SIDECAR_STATE_DIR};
+use bottle_backend::docker::{self, EGRESS_SOCKET, LABEL_SLUG, LaunchSpec, RELAY_ID, SIDECAR_STATE_DIR};
 use bottle_backend::image::{BuildMode, ImageBuilder, ImageRecipe, Silent};
 use bottle_backend::{Engine, ExecUser};
 
@@ -55,7 +55,7 @@ fn images(rt: &tokio::runtime::Runtime, engine: &Engine, binary: &std::path::Pat
 
 fn sidecar_config(slug: &str) -> Vec<u8> {
     format!(
-        r#"{{"slug":"{slug}","state_dir":"{SIDECAR_STATE_DIR}","listen":{{"egress":"unix:{EGRESS_SOCKET}"}},"egress":{{"routes":[]}}}}"#
+        r#"{{"slug":"{slug}","state_dir":"{SIDECAR_STATE_DIR}","listen":{{"egress":"unix:{EGRESS_SOCKET}","socket_group":{RELAY_ID}}},"egress":{{"routes":[]}}}}"#
     )
     .into_bytes()
 }
@@ -217,7 +217,7 @@ fn secrets_reach_the_sidecar_and_nothing_else() {
     std::fs::set_permissions(secrets.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
     std::fs::write(secrets.path().join("UP_TOKEN"), format!("{SECRET}\n")).expect("write secret");
     let config = format!(
-        r#"{{"slug":"{slug}","state_dir":"{SIDECAR_STATE_DIR}","secrets_dir":"{}","listen":{{"egress":"unix:{EGRESS_SOCKET}"}},
+        r#"{{"slug":"{slug}","state_dir":"{SIDECAR_STATE_DIR}","secrets_dir":"{}","listen":{{"egress":"unix:{EGRESS_SOCKET}","socket_group":{RELAY_ID}}},
             "egress":{{"routes":[{{"host":"allowed.test","auth":{{"scheme":"Bearer","token_slot":"UP_TOKEN"}}}}]}}}}"#,
         docker::SIDECAR_SECRETS_DIR
     );

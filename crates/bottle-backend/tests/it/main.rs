@@ -6,3 +6,4 @@
 
 mod images;
 mod launch;
+mod selftest;

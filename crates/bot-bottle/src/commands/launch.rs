@@ -1,0 +1,561 @@
+//! `bot-bottle start <agent>` without `--dry-run`: execute the launch plan (DESIGN.md §3, Launch).
+//!
+//! Order: every check that needs no side effect (backend, provider, secret values, skills, upstream
+//! CA) → preflight y/N → images → state directory and CA → backend launch → provisioning (CA trust,
+//! prompt, skills, git identity) → boundary self-test → the agent (interactive, headless, or
+//! detached). Any failure, and Ctrl-C at any point before the agent runs, removes everything the
+//! launch created — containers, network, volume and state directory — before the error is shown.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context as _, bail};
+use bottle_backend::docker::DockerBackend;
+use bottle_backend::image::{BuildMode, ImageBuilder, ImageRecipe};
+use bottle_backend::{Backend, Bottle, ExecUser, LaunchInputs, Progress};
+use bottle_core::plan::{GUEST_CA_PATH, GUEST_HOME, LaunchPlan, SecretSource};
+use bottle_core::spec::AgentSpec;
+use bottle_core::{BackendKind, Diagnostic};
+use bottle_egress::{AuthConfig, DlpSettings, EgressConfig, MatchConfig, RouteConfig};
+use bottle_sidecar::{Listen, SidecarConfig};
+use bottle_state::{BottleState, Metadata};
+
+use crate::cli::StartArgs;
+use crate::commands::provider;
+use crate::context::Context;
+use crate::printer::Printer;
+
+/// Launches `plan` and runs the agent as `args` ask.
+pub fn run(
+    ctx: &Context,
+    args: &StartArgs,
+    plan: &LaunchPlan,
+    agent: &AgentSpec,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    // Everything that can be refused without touching anything.
+    if plan.backend != BackendKind::Docker {
+        return Err(Diagnostic::new(format!("the `{}` backend cannot launch bottles yet", plan.backend))
+            .hint("use `--backend docker` (or unset BOT_BOTTLE_BACKEND); `--dry-run` shows any backend's plan")
+            .into());
+    }
+    let mode = match (&args.prompt, args.detach) {
+        (Some(prompt), _) => provider::Mode::Headless(prompt.clone()),
+        (None, true) => provider::Mode::Detached,
+        (None, false) => provider::Mode::Interactive,
+    };
+    let command = provider::command(&plan.provider.template, &mode)?;
+    let values = SecretValues::read(plan, args.headless)?;
+    for skill in &plan.agent.skills {
+        if !skill.source.is_dir() {
+            return Err(Diagnostic::new(format!(
+                "skill `{}` is not a directory: `{}`",
+                skill.name,
+                skill.source.display()
+            ))
+            .key("skills")
+            .hint("install the skill there, or remove it from the agent's `skills:`")
+            .into());
+        }
+    }
+    let upstream_ca = plan
+        .egress
+        .upstream_ca
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path).map_err(|e| {
+                Diagnostic::new(format!("cannot read `egress.upstream_ca` `{}`: {e}", path.display()))
+                    .key("egress.upstream_ca")
+                    .hint("point it at a readable PEM bundle")
+            })
+        })
+        .transpose()?;
+    let state = ctx.home.state(plan.slug.as_str());
+    if state.dir().exists() {
+        return Err(Diagnostic::new(format!("a bottle `{}` already has a state directory", plan.slug))
+            .hint(format!(
+                "pick another `--label`, or remove the old one with `bot-bottle stop {}` / `bot-bottle cleanup`",
+                plan.slug
+            ))
+            .into());
+    }
+
+    if !args.yes && !args.headless {
+        printer.out(&super::start::render(plan, printer, false))?;
+        if !confirm("Launch this bottle?")? {
+            printer.step("not launched");
+            return Ok(ExitCode::from(crate::EXIT_FAILURE));
+        }
+    }
+
+    let rt = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?,
+    );
+    let cancel = Arc::new(AtomicBool::new(false));
+    watch_signals(&rt, cancel.clone())?;
+    let started = Instant::now();
+    let backend = DockerBackend::connect(rt.clone()).map_err(super::backend_error)?;
+    let (agent_image, sidecar_image) = ensure_images(&backend, printer)?;
+    let preflight = backend.prepare(plan, &agent_image).map_err(super::backend_error)?;
+    for w in &preflight.warnings {
+        printer.warn(w);
+    }
+
+    state.create().with_context(|| format!("cannot create the state directory of `{}`", plan.slug))?;
+    let mut launch = Launch { state, handle: None, printer };
+    let result = launch.bring_up(LaunchParts {
+        ctx,
+        plan,
+        agent,
+        backend: &backend,
+        values,
+        upstream_ca,
+        agent_image,
+        sidecar_image,
+        runtime: preflight.runtime.clone(),
+        cancel: cancel.clone(),
+        detached: matches!(mode, provider::Mode::Detached),
+    });
+    if let Err(err) = result {
+        launch.abandon();
+        return Err(err);
+    }
+    printer.step(&format!("bottle `{}` ready in {:.1?}", plan.slug, started.elapsed()));
+
+    let Some(handle) = launch.handle.take() else { bail!("launch produced no bottle") };
+    match mode {
+        provider::Mode::Detached => {
+            launch.set_status("running", None);
+            printer.outln(plan.slug.as_str())?;
+            printer.step(&format!(
+                "detached: `bot-bottle attach {0}` runs the agent, `bot-bottle exec {0} -- CMD` runs a command, \
+                 `bot-bottle stop {0}` removes it",
+                plan.slug
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        provider::Mode::Headless(_) => {
+            let code = run_headless(handle.as_ref(), &command);
+            launch.finish(handle, code.as_ref().ok().copied());
+            exit_with(code?)
+        }
+        provider::Mode::Interactive => {
+            let code = handle.attach(&command).map_err(super::backend_error);
+            launch.finish(handle, code.as_ref().ok().copied());
+            exit_with(code?)
+        }
+    }
+}
+
+fn exit_with(code: i32) -> anyhow::Result<ExitCode> {
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// The agent's non-interactive run: no terminal, no stdin, its output on ours.
+fn run_headless(handle: &dyn Bottle, command: &[String]) -> anyhow::Result<i32> {
+    let argv = handle.agent_argv(command, false);
+    let (program, rest) = argv.split_first().context("empty agent command")?;
+    let status = std::process::Command::new(program)
+        .args(rest)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run `{program}`"))?;
+    use std::os::unix::process::ExitStatusExt as _;
+    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// Sets `cancel` on SIGINT, SIGTERM or SIGHUP. While the agent runs in the foreground the terminal's
+/// Ctrl-C belongs to it; this process only has to survive it to tear the bottle down afterwards.
+fn watch_signals(rt: &tokio::runtime::Runtime, cancel: Arc<AtomicBool>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let _guard = rt.enter();
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    rt.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+                _ = hup.recv() => {},
+            }
+            cancel.store(true, Ordering::SeqCst);
+        }
+    });
+    Ok(())
+}
+
+/// Asks `question` on the terminal; anything but y/yes is no. Without a terminal there is nobody to
+/// ask, which is an error rather than a silent yes.
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Diagnostic::new("no terminal to confirm the launch on")
+            .hint("pass `--yes` to launch without asking (or `--headless --prompt TEXT`)")
+            .into());
+    }
+    let mut err = std::io::stderr().lock();
+    write!(err, "{question} [y/N] ")?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+/// Agent and sidecar images for this binary, built (offline) only when no image of the same inputs
+/// exists in either build mode.
+fn ensure_images(backend: &DockerBackend, printer: &Printer) -> anyhow::Result<(String, String)> {
+    let exe = std::env::current_exe().context("cannot find this executable for the sidecar image")?;
+    let progress = StepProgress { printer };
+    let builder = ImageBuilder::new(backend.engine(), &progress).map_err(super::backend_error)?;
+    let mut tags = Vec::new();
+    for recipes in [
+        [ImageRecipe::agent(BuildMode::Offline), ImageRecipe::agent(BuildMode::Registry)],
+        [
+            ImageRecipe::sidecar_from_file(BuildMode::Offline, &exe).map_err(super::backend_error)?,
+            ImageRecipe::sidecar_from_file(BuildMode::Registry, &exe).map_err(super::backend_error)?,
+        ],
+    ] {
+        let docker = backend.engine().docker();
+        let existing = recipes
+            .iter()
+            .find(|r| backend.runtime().block_on(docker.inspect_image(&r.tag)).is_ok())
+            .map(|r| r.tag.clone());
+        let tag = match existing {
+            Some(tag) => tag,
+            None => {
+                let [offline, _] = &recipes;
+                printer.step(&format!("building the {} image (first launch with this version)", offline.kind.name()));
+                backend.runtime().block_on(builder.build(offline)).map_err(super::backend_error)?.tag
+            }
+        };
+        tags.push(tag);
+    }
+    let sidecar = tags.pop().context("no sidecar image")?;
+    let agent = tags.pop().context("no agent image")?;
+    Ok((agent, sidecar))
+}
+
+struct StepProgress<'a> {
+    printer: &'a Printer,
+}
+
+impl Progress for StepProgress<'_> {
+    fn step(&self, image: &str, message: &str) {
+        if self.printer.verbose > 0 {
+            self.printer.step(&format!("{image}: {message}"));
+        }
+    }
+
+    fn output(&self, image: &str, line: &str) {
+        if self.printer.verbose > 1 {
+            self.printer.step(&format!("{image} | {line}"));
+        }
+    }
+}
+
+/// Secret values the launch hands out: credentials for the sidecar, env secrets for the agent.
+/// Read once, before anything is created, so a missing one stops the launch cleanly.
+struct SecretValues {
+    /// Slot → value, for the sidecar only.
+    sidecar: Vec<(String, Vec<u8>)>,
+    /// Env entry name → value, for the agent's environment.
+    agent_env: Vec<(String, String)>,
+}
+
+impl SecretValues {
+    fn read(plan: &LaunchPlan, headless: bool) -> anyhow::Result<Self> {
+        let mut out = Self { sidecar: Vec::new(), agent_env: Vec::new() };
+        for slot in &plan.secret_slots {
+            let value = match &slot.source {
+                SecretSource::HostEnv { var } => match std::env::var(var) {
+                    Ok(v) if !v.is_empty() => v,
+                    _ => {
+                        return Err(Diagnostic::new(format!(
+                            "host variable `{var}` is not set; the launch needs it for {}",
+                            slot.used_by.join(", ")
+                        ))
+                        .hint(format!("export {var}=… and start again"))
+                        .into());
+                    }
+                },
+                SecretSource::Prompt { message } => {
+                    if headless || !std::io::stdin().is_terminal() {
+                        return Err(Diagnostic::new(format!(
+                            "env `{}` is asked for at launch, and there is no terminal to ask on",
+                            slot.name
+                        ))
+                        .key(format!("env.{}", slot.name))
+                        .hint("run `start` on a terminal without --headless, or set the value from a host variable (`$VAR`)")
+                        .into());
+                    }
+                    ask_secret(message.as_deref().unwrap_or(&slot.name))?
+                }
+            };
+            if slot.visible_to_agent {
+                for user in &slot.used_by {
+                    if let Some(name) = user.strip_prefix("env:") {
+                        out.agent_env.push((name.to_owned(), value.clone()));
+                    }
+                }
+            } else {
+                out.sidecar.push((slot.name.clone(), value.into_bytes()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Reads one line from the terminal without echoing it.
+fn ask_secret(prompt: &str) -> anyhow::Result<String> {
+    let value = rpassword::prompt_password(format!("{prompt}: ")).context("cannot read from the terminal")?;
+    if value.is_empty() {
+        bail!("no value given for `{prompt}`");
+    }
+    Ok(value)
+}
+
+struct LaunchParts<'a> {
+    ctx: &'a Context,
+    plan: &'a LaunchPlan,
+    agent: &'a AgentSpec,
+    backend: &'a DockerBackend,
+    values: SecretValues,
+    upstream_ca: Option<Vec<u8>>,
+    agent_image: String,
+    sidecar_image: String,
+    runtime: String,
+    cancel: Arc<AtomicBool>,
+    detached: bool,
+}
+
+/// A launch in progress: what exists so far, so an error can remove it.
+struct Launch<'a> {
+    state: BottleState,
+    handle: Option<Box<dyn Bottle>>,
+    printer: &'a Printer,
+}
+
+impl Launch<'_> {
+    fn bring_up(&mut self, parts: LaunchParts<'_>) -> anyhow::Result<()> {
+        let LaunchParts {
+            ctx,
+            plan,
+            agent,
+            backend,
+            values,
+            upstream_ca,
+            agent_image,
+            sidecar_image,
+            runtime,
+            cancel,
+            detached,
+        } = parts;
+        let step = |text: &str| {
+            self.printer.step(text);
+            self.state.log_bringup(text);
+        };
+        let check = || -> anyhow::Result<()> {
+            if cancel.load(Ordering::SeqCst) {
+                bail!("launch interrupted; everything it created was removed");
+            }
+            Ok(())
+        };
+        self.state.write_metadata(&Metadata {
+            slug: plan.slug.to_string(),
+            agent: plan.agent.name.clone(),
+            bottles: plan.bottles.clone(),
+            backend: plan.backend.to_string(),
+            label: plan.label.as_ref().map(ToString::to_string),
+            color: plan.color.map(|c| c.to_string()),
+            cwd: ctx.cwd.clone(),
+            started_at: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            template: plan.provider.template.clone(),
+            owner_pid: (!detached).then(std::process::id),
+            status: "starting".into(),
+            exit_code: None,
+            runtime: runtime.clone(),
+        })?;
+        std::fs::write(&plan.agent.prompt.host_path, &agent.prompt)
+            .with_context(|| format!("cannot write `{}`", plan.agent.prompt.host_path.display()))?;
+        let ca = bottle_ca::Ca::load_or_create(&self.state.ca_dir())
+            .with_context(|| format!("cannot create the bottle CA in `{}`", self.state.ca_dir().display()))?;
+        step(&format!("bottle CA {}", &ca.fingerprint_sha256()[..16]));
+
+        let layout = backend.sidecar_layout();
+        let config = SidecarConfig {
+            slug: plan.slug.to_string(),
+            state_dir: layout.state_dir.clone(),
+            secrets_dir: (!values.sidecar.is_empty()).then(|| layout.secrets_dir.clone()),
+            listen: Listen {
+                egress: layout.egress_listen.parse().context("the backend's egress address")?,
+                socket_group: layout.socket_group,
+            },
+            egress: egress_config(plan, upstream_ca.as_ref().map(|_| layout.upstream_ca.clone()))?,
+        };
+        let mut agent_env: Vec<(String, String)> = vec![
+            ("HOME".into(), GUEST_HOME.into()),
+            ("USER".into(), "node".into()),
+            ("BOT_BOTTLE_SLUG".into(), plan.slug.to_string()),
+        ];
+        for entry in &plan.env {
+            if entry.secret {
+                continue;
+            }
+            agent_env.push((entry.name.clone(), entry.value.clone()));
+        }
+        agent_env.extend(values.agent_env);
+        check()?;
+        step(&format!("launching on {} (agent runtime {runtime})", plan.backend));
+        let handle = backend
+            .launch(
+                plan,
+                LaunchInputs {
+                    sidecar_config: serde_json::to_vec_pretty(&config)?,
+                    secrets: values.sidecar,
+                    upstream_ca,
+                    agent_env,
+                    agent_image,
+                    sidecar_image,
+                    runtime: (runtime != "runc").then_some(runtime),
+                    relay_binary: std::env::current_exe().context("cannot find this executable for the relay")?,
+                    cancel: cancel.clone(),
+                },
+            )
+            .map_err(super::backend_error)?;
+        let handle = &**self.handle.insert(handle);
+
+        check()?;
+        step("provisioning: CA trust, prompt, skills, git identity");
+        provision(handle, plan, ca.cert_pem().as_bytes())?;
+        check()?;
+        step("boundary self-test");
+        let report = bottle_backend::selftest::run_in(handle).map_err(super::backend_error)?;
+        self.state.log_bringup(&bottle_backend::selftest::render_table(&report));
+        if !report.passed() {
+            let escaped: Vec<String> = report.escaped().iter().map(|p| format!("{} ({})", p.name, p.detail)).collect();
+            bail!(
+                "boundary self-test failed, the bottle was removed: {}\n{}",
+                escaped.join("; "),
+                bottle_backend::selftest::render_table(&report)
+            );
+        }
+        if self.printer.verbose > 0 {
+            self.printer.step(&bottle_backend::selftest::render_table(&report));
+        }
+        check()?;
+        Ok(())
+    }
+
+    /// Removes whatever exists after a failed launch: the bottle, then the state directory.
+    fn abandon(&mut self) {
+        if let Some(handle) = self.handle.take()
+            && let Err(e) = handle.close()
+        {
+            self.printer.warn(&format!("{e}; `bot-bottle cleanup` removes what is left"));
+        }
+        if !self.state.is_preserved()
+            && let Err(e) = std::fs::remove_dir_all(self.state.dir())
+        {
+            self.printer.warn(&format!("cannot remove `{}`: {e}", self.state.dir().display()));
+        }
+    }
+
+    /// Tears the bottle down after the agent exited; the state directory stays for `audit verify`
+    /// until `cleanup`.
+    fn finish(&mut self, handle: Box<dyn Bottle>, code: Option<i32>) {
+        let slug = handle.slug().to_string();
+        if let Err(e) = handle.close() {
+            self.printer.warn(&format!("{e}; `bot-bottle cleanup` removes what is left"));
+        }
+        self.set_status("exited", code);
+        self.printer.step(&format!("bottle `{slug}` removed; its audit log stays in `{}`", self.state.dir().display()));
+    }
+
+    fn set_status(&self, status: &str, code: Option<i32>) {
+        if let Ok(mut meta) = self.state.read_metadata() {
+            status.clone_into(&mut meta.status);
+            meta.exit_code = code;
+            if let Err(e) = self.state.write_metadata(&meta) {
+                self.printer.warn(&format!("cannot update the bottle's metadata: {e}"));
+            }
+        }
+    }
+}
+
+/// Provisioning in the order of DESIGN.md §3: CA trust, prompt, skills, git identity. Every file is
+/// written with its final owner, so the home needs no `chown` (the agent has no capabilities).
+fn provision(handle: &dyn Bottle, plan: &LaunchPlan, ca_pem: &[u8]) -> anyhow::Result<()> {
+    let ca_path = PathBuf::from(GUEST_CA_PATH);
+    handle.put_file(&ca_path, ca_pem, 0o644, ExecUser::Root).map_err(super::backend_error)?;
+    let trust = format!(
+        "set -e; if command -v update-ca-certificates >/dev/null 2>&1; then update-ca-certificates >/dev/null 2>&1; \
+         else mkdir -p /etc/ssl/certs && cat {GUEST_CA_PATH} >> /etc/ssl/certs/ca-certificates.crt; fi; \
+         grep -q \"$(sed -n 2p {GUEST_CA_PATH})\" /etc/ssl/certs/ca-certificates.crt"
+    );
+    let result = handle.exec(&trust, ExecUser::Root).map_err(super::backend_error)?;
+    if !result.success() {
+        bail!(
+            "cannot add the bottle CA to the agent's trust store: {}",
+            String::from_utf8_lossy(&result.stderr).trim()
+        );
+    }
+    let prompt = std::fs::read(&plan.agent.prompt.host_path)
+        .with_context(|| format!("cannot read `{}`", plan.agent.prompt.host_path.display()))?;
+    handle
+        .put_file(&PathBuf::from(&plan.agent.prompt.guest_path), &prompt, 0o644, ExecUser::Agent)
+        .map_err(super::backend_error)?;
+    for skill in &plan.agent.skills {
+        handle.cp_in(&skill.source, &PathBuf::from(&skill.dest), ExecUser::Agent).map_err(super::backend_error)?;
+    }
+    let gitconfig = gitconfig(plan);
+    handle
+        .put_file(&PathBuf::from(format!("{GUEST_HOME}/.gitconfig")), gitconfig.as_bytes(), 0o644, ExecUser::Agent)
+        .map_err(super::backend_error)?;
+    Ok(())
+}
+
+/// The agent's `~/.gitconfig`: identity from the plan.
+fn gitconfig(plan: &LaunchPlan) -> String {
+    let quote = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', " "));
+    let mut s = String::from("[user]\n");
+    if let Some(name) = &plan.agent.git_user.name {
+        s.push_str(&format!("\tname = {}\n", quote(&name.value)));
+    }
+    if let Some(email) = &plan.agent.git_user.email {
+        s.push_str(&format!("\temail = {}\n", quote(&email.value)));
+    }
+    s.push_str("[init]\n\tdefaultBranch = main\n");
+    s
+}
+
+/// The proxy's config from the plan's egress section.
+pub fn egress_config(plan: &LaunchPlan, upstream_ca: Option<PathBuf>) -> anyhow::Result<EgressConfig> {
+    let mut routes = Vec::new();
+    for r in &plan.egress.routes {
+        let matches: Vec<MatchConfig> = serde_json::from_value(serde_json::to_value(&r.matches)?)
+            .with_context(|| format!("route `{}`: matches", r.host))?;
+        let dlp: DlpSettings = serde_json::from_value(serde_json::to_value(&r.dlp)?)
+            .with_context(|| format!("route `{}`: dlp", r.host))?;
+        routes.push(RouteConfig {
+            host: r.port.map_or_else(|| r.host.clone(), |p| format!("{}:{p}", r.host)),
+            auth: r.auth.as_ref().map(|a| AuthConfig {
+                scheme: a.scheme.clone(),
+                token_slot: a.token_slot.clone(),
+                header: Some(a.header.clone()),
+            }),
+            matches,
+            dlp,
+            placeholder: None,
+        });
+    }
+    let log = plan.egress.log.try_into().map_err(|e: String| anyhow::anyhow!("egress.log: {e}"))?;
+    Ok(EgressConfig { log, routes, upstream_ca, hosts: plan.egress.hosts.clone(), ..EgressConfig::default() })
+}

@@ -1,0 +1,589 @@
+//! The docker backend behind the synchronous [`Backend`] and [`Bottle`] traits.
+//!
+//! The engine client is async (bollard); the CLI is not. [`DockerBackend`] owns a handle on a tokio
+//! runtime the caller built (multi-threaded, so a signal watcher can run while the CLI waits on a
+//! child) and blocks on it. The interactive paths (`attach`, [`Bottle::agent_argv`]) hand the
+//! terminal to `docker exec -it`, which puts it in raw mode, sends the window size at start and on
+//! every `SIGWINCH` and passes the exit code through — the same argv a tmux pane runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use bottle_core::plan::{GUEST_HOME, LaunchPlan};
+use bottle_core::{BackendKind, Slug};
+use futures_util::StreamExt as _;
+use tokio::runtime::Runtime;
+
+use super::undo::{Resource, Undo};
+use super::{
+    AGENT_UID, DockerBottle, EGRESS_SOCKET, LABEL_ROLE, LABEL_SLUG, LaunchSpec, RELAY_ID, SIDECAR_SECRETS_DIR,
+    SIDECAR_STATE_DIR, SIDECAR_UPSTREAM_CA, exec_user, resource_names,
+};
+use crate::backend::{LaunchInputs, SidecarLayout};
+use crate::{
+    Backend, Bottle, BottleStatus, BottleSummary, CleanupOptions, CleanupReport, Engine, Error, ExecResult, ExecUser,
+    Preflight,
+};
+
+/// Label naming the agent a bottle runs, on its agent container.
+pub const LABEL_AGENT: &str = "bot-bottle.agent";
+/// The gVisor runtime's conventional name in the engine's `runtimes`.
+pub const GVISOR_RUNTIME: &str = "runsc";
+
+/// The docker backend.
+#[derive(Debug, Clone)]
+pub struct DockerBackend {
+    rt: Arc<Runtime>,
+    engine: Engine,
+}
+
+impl DockerBackend {
+    /// Connects to the engine (`DOCKER_HOST` or the default socket) on `rt`.
+    pub fn connect(rt: Arc<Runtime>) -> Result<Self, Error> {
+        let engine = rt.block_on(Engine::connect())?;
+        Ok(Self { rt, engine })
+    }
+
+    /// The engine connection.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The runtime this backend blocks on.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.rt
+    }
+
+    /// Whether gVisor is registered with the engine and a container actually starts under it.
+    pub fn probe_gvisor(&self, image: &str) -> RuntimeProbe {
+        self.rt.block_on(probe_runtime(&self.engine, GVISOR_RUNTIME, image))
+    }
+
+    async fn containers(&self) -> Result<Vec<bollard::models::ContainerSummary>, Error> {
+        let filters = HashMap::from([("label", vec![LABEL_SLUG])]);
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        self.engine.docker().list_containers(Some(options)).await.map_err(engine_error("list containers"))
+    }
+
+    /// Every slug that has a container, network or volume, with what it has.
+    async fn inventory(&self) -> Result<BTreeMap<String, Inventory>, Error> {
+        let docker = self.engine.docker();
+        let mut slugs: BTreeMap<String, Inventory> = BTreeMap::new();
+        for c in self.containers().await? {
+            let labels = c.labels.unwrap_or_default();
+            let Some(slug) = labels.get(LABEL_SLUG) else { continue };
+            let entry = slugs.entry(slug.clone()).or_default();
+            let running = c.state == Some(ContainerSummaryStateEnum::RUNNING);
+            let name = c.names.and_then(|n| n.into_iter().next()).unwrap_or_default();
+            let name = name.trim_start_matches('/').to_owned();
+            match labels.get(LABEL_ROLE).map(String::as_str) {
+                Some("agent") => {
+                    entry.agent_running = Some(running);
+                    entry.agent = labels.get(LABEL_AGENT).cloned();
+                    entry.created = c.created;
+                }
+                Some("sidecar") => entry.sidecar_running = Some(running),
+                _ => {}
+            }
+            entry.containers.push(name);
+        }
+        let filters = HashMap::from([("label", vec![LABEL_SLUG])]);
+        let networks = docker
+            .list_networks(Some(ListNetworksOptionsBuilder::new().filters(&filters).build()))
+            .await
+            .map_err(engine_error("list networks"))?;
+        for n in networks {
+            if let (Some(slug), Some(name)) = (n.labels.as_ref().and_then(|l| l.get(LABEL_SLUG)), n.name) {
+                slugs.entry(slug.clone()).or_default().networks.push(name);
+            }
+        }
+        let volumes = docker
+            .list_volumes(Some(ListVolumesOptionsBuilder::new().filters(&filters).build()))
+            .await
+            .map_err(engine_error("list volumes"))?;
+        for v in volumes.volumes.unwrap_or_default() {
+            if let Some(slug) = v.labels.get(LABEL_SLUG) {
+                slugs.entry(slug.clone()).or_default().volumes.push(v.name);
+            }
+        }
+        Ok(slugs)
+    }
+
+    /// Removes what `inventory` holds for one slug: containers first (forced), then networks, then
+    /// volumes, each attempted whatever happened to the one before.
+    async fn remove(&self, inventory: &Inventory, dry_run: bool, report: &mut CleanupReport) {
+        let mut undo = Undo::default();
+        for v in &inventory.volumes {
+            undo.push(Resource::Volume(v.clone()));
+        }
+        for n in &inventory.networks {
+            undo.push(Resource::Network(n.clone()));
+        }
+        for c in &inventory.containers {
+            undo.push(Resource::Container(c.clone()));
+        }
+        let all: Vec<String> = undo.resources().iter().rev().map(ToString::to_string).collect();
+        if dry_run {
+            report.removed.extend(all);
+            return;
+        }
+        let failed = undo.unwind(self.engine.docker()).await;
+        let failed_names: Vec<String> = failed.iter().map(|(r, _)| r.to_string()).collect();
+        report.removed.extend(all.into_iter().filter(|r| !failed_names.contains(r)));
+        report.failed.extend(failed.into_iter().map(|(r, e)| (r.to_string(), e.to_string())));
+    }
+}
+
+/// What the engine holds for one slug.
+#[derive(Debug, Default)]
+struct Inventory {
+    agent: Option<String>,
+    created: Option<i64>,
+    agent_running: Option<bool>,
+    sidecar_running: Option<bool>,
+    containers: Vec<String>,
+    networks: Vec<String>,
+    volumes: Vec<String>,
+}
+
+impl Inventory {
+    fn status(&self) -> BottleStatus {
+        match (self.agent_running, self.sidecar_running) {
+            (Some(true), Some(true)) => BottleStatus::Running,
+            (Some(true), _) | (_, Some(true)) => BottleStatus::Degraded,
+            _ => BottleStatus::Stopped,
+        }
+    }
+}
+
+impl Backend for DockerBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Docker
+    }
+
+    fn sidecar_layout(&self) -> SidecarLayout {
+        SidecarLayout {
+            state_dir: SIDECAR_STATE_DIR.into(),
+            secrets_dir: SIDECAR_SECRETS_DIR.into(),
+            upstream_ca: SIDECAR_UPSTREAM_CA.into(),
+            egress_listen: format!("unix:{EGRESS_SOCKET}"),
+            socket_group: Some(RELAY_ID),
+        }
+    }
+
+    fn prepare(&self, _plan: &LaunchPlan, agent_image: &str) -> Result<Preflight, Error> {
+        let mut preflight = Preflight { images: vec![agent_image.to_owned()], ..Preflight::default() };
+        match self.probe_gvisor(agent_image) {
+            RuntimeProbe::Works(runtime) => preflight.runtime = runtime,
+            RuntimeProbe::NotRegistered => preflight.runtime = "runc".into(),
+            RuntimeProbe::Broken { runtime, error } => {
+                preflight.runtime = "runc".into();
+                preflight.warnings.push(format!(
+                    "gVisor (`{runtime}`) is registered but a probe container failed under it ({error}); \
+                     the agent runs with runc (`bot-bottle doctor` shows the check)"
+                ));
+            }
+        }
+        Ok(preflight)
+    }
+
+    fn launch(&self, plan: &LaunchPlan, inputs: LaunchInputs) -> Result<Box<dyn Bottle>, Error> {
+        let slug = plan.slug.as_str();
+        let mut spec = LaunchSpec::new(
+            slug,
+            &inputs.agent_image,
+            &inputs.sidecar_image,
+            inputs.sidecar_config,
+            inputs.relay_binary,
+        );
+        spec.resources = plan.resources.clone();
+        spec.secret_files = inputs.secrets;
+        spec.upstream_ca = inputs.upstream_ca;
+        spec.state_dir = Some(plan.state_dir.clone());
+        spec.sidecar_user = Some(owner_of(&plan.state_dir)?);
+        spec.agent_env = inputs.agent_env;
+        spec.agent_labels = vec![(LABEL_AGENT.to_owned(), plan.agent.name.clone())];
+        spec.runtime = inputs.runtime;
+        spec.cancel = Some(inputs.cancel);
+        let bottle = self.rt.block_on(super::launch(&self.engine, &spec))?;
+        Ok(Box::new(DockerHandle { rt: self.rt.clone(), slug: plan.slug.clone(), bottle }))
+    }
+
+    fn open(&self, slug: &str) -> Result<Box<dyn Bottle>, Error> {
+        let parsed = Slug::parse(slug)
+            .map_err(|_| Error::NoSuchBottle { slug: slug.to_owned(), backend: self.kind().to_string() })?;
+        let names = resource_names(slug);
+        let inspect = self.rt.block_on(self.engine.docker().inspect_container(&names.agent, None));
+        let state = match inspect {
+            Ok(i) => i.state,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                return Err(Error::NoSuchBottle { slug: slug.to_owned(), backend: self.kind().to_string() });
+            }
+            Err(e) => return Err(engine_error("inspect the agent container")(e)),
+        };
+        if !state.as_ref().and_then(|s| s.running).unwrap_or(false) {
+            let status = state.and_then(|s| s.status).map_or_else(|| "unknown".to_owned(), |s| s.to_string());
+            return Err(Error::NotRunning { slug: slug.to_owned(), state: status });
+        }
+        let mut undo = Undo::default();
+        undo.push(Resource::Volume(names.socket_volume.clone()));
+        undo.push(Resource::Network(names.network.clone()));
+        undo.push(Resource::Container(names.sidecar.clone()));
+        undo.push(Resource::Container(names.agent.clone()));
+        let bottle = DockerBottle { engine: self.engine.clone(), slug: slug.to_owned(), resources: names, undo };
+        Ok(Box::new(DockerHandle { rt: self.rt.clone(), slug: parsed, bottle }))
+    }
+
+    fn list(&self) -> Result<Vec<BottleSummary>, Error> {
+        let inventory = self.rt.block_on(self.inventory())?;
+        Ok(inventory
+            .into_iter()
+            .map(|(slug, inv)| BottleSummary {
+                backend: BackendKind::Docker,
+                status: inv.status(),
+                created: inv
+                    .created
+                    .and_then(|s| u64::try_from(s).ok())
+                    .map_or(SystemTime::UNIX_EPOCH, |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
+                agent: inv.agent,
+                slug,
+            })
+            .collect())
+    }
+
+    fn stop(&self, slug: &str) -> Result<CleanupReport, Error> {
+        self.rt.block_on(async {
+            let inventory = self.inventory().await?;
+            let Some(inv) = inventory.get(slug) else {
+                return Err(Error::NoSuchBottle { slug: slug.to_owned(), backend: self.kind().to_string() });
+            };
+            let mut report = CleanupReport::default();
+            self.remove(inv, false, &mut report).await;
+            Ok(report)
+        })
+    }
+
+    fn cleanup(&self, options: &CleanupOptions) -> Result<CleanupReport, Error> {
+        self.rt.block_on(async {
+            let mut report = CleanupReport::default();
+            for (slug, inv) in self.inventory().await? {
+                if inv.status() == BottleStatus::Running && !options.dead_owners.contains(&slug) {
+                    continue;
+                }
+                self.remove(&inv, options.dry_run, &mut report).await;
+            }
+            Ok(report)
+        })
+    }
+}
+
+/// The uid and gid owning `dir`: the sidecar runs as them so its audit log stays the user's.
+fn owner_of(dir: &Path) -> Result<(u32, u32), Error> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(dir).map_err(|source| Error::Io {
+        image: "sidecar".into(),
+        action: "read the owner of the state directory",
+        path: dir.to_owned(),
+        source,
+    })?;
+    Ok((meta.uid(), meta.gid()))
+}
+
+/// What probing a runtime found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeProbe {
+    /// The engine does not know the runtime.
+    NotRegistered,
+    /// A probe container ran under it; the name to use.
+    Works(String),
+    /// Registered, but a probe container failed.
+    Broken { runtime: String, error: String },
+}
+
+/// Starts a throwaway container (`network=none`, `true`) under `runtime` and reports whether it ran.
+pub async fn probe_runtime(engine: &Engine, runtime: &str, image: &str) -> RuntimeProbe {
+    let docker = engine.docker();
+    let registered = match docker.info().await {
+        Ok(info) => info.runtimes.is_some_and(|r| r.contains_key(runtime)),
+        Err(e) => return RuntimeProbe::Broken { runtime: runtime.to_owned(), error: e.to_string() },
+    };
+    if !registered {
+        return RuntimeProbe::NotRegistered;
+    }
+    let name = format!(
+        "bot-bottle-probe-{}-{}",
+        std::process::id(),
+        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
+    );
+    let body = ContainerCreateBody {
+        image: Some(image.to_owned()),
+        entrypoint: Some(vec!["true".into()]),
+        cmd: Some(Vec::new()),
+        labels: Some(HashMap::from([(crate::image::LABEL.to_owned(), "1".to_owned())])),
+        host_config: Some(HostConfig {
+            runtime: Some(runtime.to_owned()),
+            network_mode: Some("none".into()),
+            cap_drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let result = async {
+        docker.create_container(Some(CreateContainerOptionsBuilder::new().name(&name).build()), body).await?;
+        docker.start_container(&name, None).await?;
+        let mut wait = docker.wait_container(&name, None);
+        while let Some(status) = wait.next().await {
+            status?;
+        }
+        Ok::<(), bollard::errors::Error>(())
+    }
+    .await;
+    let _ = docker.remove_container(&name, Some(RemoveContainerOptionsBuilder::new().force(true).build())).await;
+    match result {
+        Ok(()) => RuntimeProbe::Works(runtime.to_owned()),
+        Err(e) => {
+            let error = e.to_string();
+            let error = error.lines().next().unwrap_or_default().chars().take(200).collect();
+            RuntimeProbe::Broken { runtime: runtime.to_owned(), error }
+        }
+    }
+}
+
+fn engine_error(action: &'static str) -> impl Fn(bollard::errors::Error) -> Error {
+    move |source| Error::Engine { image: "-".into(), step: action, source }
+}
+
+/// A docker bottle behind the synchronous [`Bottle`] trait.
+#[derive(Debug)]
+pub struct DockerHandle {
+    rt: Arc<Runtime>,
+    slug: Slug,
+    bottle: DockerBottle,
+}
+
+impl Bottle for DockerHandle {
+    fn slug(&self) -> &Slug {
+        &self.slug
+    }
+
+    fn agent_argv(&self, argv: &[String], tty: bool) -> Vec<String> {
+        let mut out = vec!["docker".to_owned(), "--host".to_owned(), self.bottle.engine.endpoint().to_owned()];
+        out.extend(["exec".to_owned(), "-i".to_owned()]);
+        if tty {
+            out.push("-t".to_owned());
+        }
+        out.extend([
+            "-u".to_owned(),
+            format!("{AGENT_UID}:{AGENT_UID}"),
+            "-w".to_owned(),
+            GUEST_HOME.to_owned(),
+            self.bottle.resources.agent.clone(),
+        ]);
+        out.extend(argv.iter().cloned());
+        out
+    }
+
+    fn exec(&self, script: &str, user: ExecUser) -> Result<ExecResult, Error> {
+        self.rt.block_on(self.bottle.exec(script, user))
+    }
+
+    fn cp_in(&self, host: &Path, dest: &Path, owner: ExecUser) -> Result<(), Error> {
+        let (parent, name) = split_dest(&self.bottle.slug, dest)?;
+        let archive = tar_host_path(host, &name, owner).map_err(|source| Error::Launch {
+            slug: self.bottle.slug.clone(),
+            action: format!("pack `{}`", host.display()),
+            source: Box::new(source),
+        })?;
+        self.upload(&parent, archive, owner)
+    }
+
+    fn put_file(&self, dest: &Path, contents: &[u8], mode: u32, owner: ExecUser) -> Result<(), Error> {
+        let (parent, name) = split_dest(&self.bottle.slug, dest)?;
+        let (uid, gid) = ids(owner);
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(mode);
+        header.set_uid(uid);
+        header.set_gid(gid);
+        header.set_mtime(now_secs());
+        header.set_size(contents.len() as u64);
+        let archive =
+            tar.append_data(&mut header, &name, contents).and_then(|()| tar.into_inner()).map_err(|source| {
+                Error::Launch {
+                    slug: self.bottle.slug.clone(),
+                    action: format!("pack `{}`", dest.display()),
+                    source: Box::new(source),
+                }
+            })?;
+        self.upload(&parent, archive, owner)
+    }
+
+    fn attach(&self, argv: &[String]) -> Result<i32, Error> {
+        let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        let full = self.agent_argv(argv, tty);
+        let (program, args) = full.split_first().ok_or_else(|| Error::Spawn {
+            program: "docker".into(),
+            source: std::io::Error::other("empty command line"),
+        })?;
+        let status = std::process::Command::new(program)
+            .args(args)
+            .status()
+            .map_err(|source| Error::Spawn { program: program.clone(), source })?;
+        Ok(exit_code(status))
+    }
+
+    fn close(self: Box<Self>) -> Result<(), Error> {
+        let Self { rt, bottle, .. } = *self;
+        rt.block_on(bottle.close())
+    }
+}
+
+impl DockerHandle {
+    /// Creates `parent` as `owner` and unpacks `archive` into it.
+    fn upload(&self, parent: &str, archive: Vec<u8>, owner: ExecUser) -> Result<(), Error> {
+        let mkdir = self.exec(&format!("mkdir -p -- {}", sh_quote(parent)), owner)?;
+        if !mkdir.success() {
+            return Err(Error::Launch {
+                slug: self.bottle.slug.clone(),
+                action: format!("create `{parent}`"),
+                source: String::from_utf8_lossy(&mkdir.stderr).trim().to_owned().into(),
+            });
+        }
+        let options = UploadToContainerOptionsBuilder::new().path(parent).build();
+        self.rt
+            .block_on(self.bottle.engine.docker().upload_to_container(
+                &self.bottle.resources.agent,
+                Some(options),
+                bollard::body_full(archive.into()),
+            ))
+            .map_err(|source| Error::Launch {
+                slug: self.bottle.slug.clone(),
+                action: format!("copy into `{parent}`"),
+                source: Box::new(source),
+            })
+    }
+}
+
+/// `dest` as (parent directory, file name); it must be absolute.
+fn split_dest(slug: &str, dest: &Path) -> Result<(String, String), Error> {
+    let bad = || Error::Launch {
+        slug: slug.to_owned(),
+        action: format!("copy to `{}`", dest.display()),
+        source: "the destination must be an absolute path with a file name".into(),
+    };
+    if !dest.is_absolute() {
+        return Err(bad());
+    }
+    let parent = dest.parent().ok_or_else(bad)?.display().to_string();
+    let name = dest.file_name().ok_or_else(bad)?.to_string_lossy().into_owned();
+    Ok((parent, name))
+}
+
+fn ids(owner: ExecUser) -> (u64, u64) {
+    let user = exec_user(owner);
+    let mut parts = user.split(':').map(|p| p.parse::<u64>().unwrap_or(0));
+    let uid = parts.next().unwrap_or(0);
+    (uid, parts.next().unwrap_or(uid))
+}
+
+/// A tar of the host file or directory `host`, named `name` inside, every entry owned by `owner`.
+/// Symbolic links are copied as links; modes keep their permission bits.
+fn tar_host_path(host: &Path, name: &str, owner: ExecUser) -> std::io::Result<Vec<u8>> {
+    let (uid, gid) = ids(owner);
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut stack = vec![(host.to_path_buf(), name.to_owned())];
+    while let Some((path, inner)) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_uid(uid);
+        header.set_gid(gid);
+        header.set_mode(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777);
+        header.set_mtime(
+            meta.modified().ok().and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs()),
+        );
+        let file_type = meta.file_type();
+        if file_type.is_dir() {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(0);
+            tar.append_data(&mut header, format!("{inner}/"), std::io::empty())?;
+            let mut children: Vec<_> = std::fs::read_dir(&path)?.collect::<Result<_, _>>()?;
+            children.sort_by_key(std::fs::DirEntry::file_name);
+            for child in children.into_iter().rev() {
+                stack.push((child.path(), format!("{inner}/{}", child.file_name().to_string_lossy())));
+            }
+        } else if file_type.is_symlink() {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            tar.append_link(&mut header, &inner, std::fs::read_link(&path)?)?;
+        } else if file_type.is_file() {
+            header.set_size(meta.len());
+            tar.append_data(&mut header, &inner, std::fs::File::open(&path)?)?;
+        }
+    }
+    tar.into_inner()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `s` single-quoted for `sh`.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A child's exit status as a shell reports it: the code, or 128 + the signal.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt as _;
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_quotes() {
+        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
+        assert_eq!(sh_quote("/home/node/x y"), "'/home/node/x y'");
+    }
+
+    #[test]
+    fn destinations_must_be_absolute_files() {
+        assert_eq!(
+            split_dest("s", Path::new("/home/node/.gitconfig")).unwrap(),
+            ("/home/node".to_owned(), ".gitconfig".to_owned())
+        );
+        assert!(split_dest("s", Path::new("relative")).is_err());
+        assert!(split_dest("s", Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn host_trees_are_owned_by_the_target_user() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/SKILL.md"), "hi").unwrap();
+        let bytes = tar_host_path(dir.path(), "skill", ExecUser::Agent).unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let entries: Vec<(String, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.header().uid().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [("skill/".to_owned(), 1000), ("skill/sub/".to_owned(), 1000), ("skill/sub/SKILL.md".to_owned(), 1000)]
+        );
+    }
+}
