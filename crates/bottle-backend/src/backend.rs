@@ -85,6 +85,9 @@ pub struct LaunchInputs {
     pub relay_binary: PathBuf,
     /// Set (e.g. by Ctrl-C) to abandon the launch; what was created is removed.
     pub cancel: Arc<AtomicBool>,
+    /// The bottle outlives this process on purpose (`start --detach`); otherwise this process
+    /// owns it and `cleanup` removes it once the process is gone.
+    pub detached: bool,
 }
 
 impl std::fmt::Debug for LaunchInputs {
@@ -192,7 +195,8 @@ pub enum BottleStatus {
 pub struct CleanupOptions {
     /// Report what would be removed and remove nothing.
     pub dry_run: bool,
-    /// Bottles whose owning process is gone: removed even when their containers still run.
+    /// Bottles known (from their state) to have lost their owning process: removed even when their
+    /// containers still run, unless they were detached on purpose.
     pub dead_owners: std::collections::BTreeSet<String>,
 }
 

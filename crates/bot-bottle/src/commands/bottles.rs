@@ -118,17 +118,18 @@ pub fn list(global: &GlobalArgs, args: &ListArgs, printer: &Printer) -> anyhow::
                 return Ok(ExitCode::SUCCESS);
             }
             let mut out = format!(
-                "{:<28} {:<9} {:<16} {:<8} {:>6}  {:<9} {}\n",
+                "{:<28} {:<9} {:<16} {:<12} {:>6}  {:<9} {}\n",
                 "SLUG", "BACKEND", "AGENT", "LABEL", "AGE", "STATUS", "SERVICES"
             );
             for r in &rows {
                 let services: Vec<String> = r.services.iter().map(|s| format!("{} {}", s.name, s.address)).collect();
-                let label = match (&r.label, &r.color) {
-                    (Some(_), Some(c)) => printer.paint("●", color_sgr(c)),
-                    _ => "-".to_owned(),
+                let label = r.label.as_deref().unwrap_or("-");
+                let label = match &r.color {
+                    Some(c) => printer.paint(&format!("{label:<12}"), color_sgr(c)),
+                    None => format!("{label:<12}"),
                 };
                 out.push_str(&format!(
-                    "{:<28} {:<9} {:<16} {:<8} {:>6}  {:<9} {}\n",
+                    "{:<28} {:<9} {:<16} {} {:>6}  {:<9} {}\n",
                     r.slug,
                     r.backend,
                     r.agent.as_deref().unwrap_or("?"),

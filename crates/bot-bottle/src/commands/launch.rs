@@ -143,11 +143,13 @@ pub fn run(
             Ok(ExitCode::SUCCESS)
         }
         provider::Mode::Headless(_) => {
+            launch.set_status("running", None);
             let code = run_headless(handle.as_ref(), &command);
             launch.finish(handle, code.as_ref().ok().copied());
             exit_with(code?)
         }
         provider::Mode::Interactive => {
+            launch.set_status("running", None);
             let code = handle.attach(&command).map_err(super::backend_error);
             launch.finish(handle, code.as_ref().ok().copied());
             exit_with(code?)
@@ -427,6 +429,7 @@ impl Launch<'_> {
                     runtime: (runtime != "runc").then_some(runtime),
                     relay_binary: std::env::current_exe().context("cannot find this executable for the relay")?,
                     cancel: cancel.clone(),
+                    detached,
                 },
             )
             .map_err(super::backend_error)?;

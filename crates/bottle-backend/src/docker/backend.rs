@@ -33,8 +33,13 @@ use crate::{
     Preflight,
 };
 
-/// Label naming the agent a bottle runs, on its agent container.
+/// Label naming the agent a bottle runs.
 pub const LABEL_AGENT: &str = "bot-bottle.agent";
+/// Label with the pid of the process that launched the bottle. While it lives, `cleanup` leaves the
+/// bottle alone (it may be mid-launch, or a foreground session).
+pub const LABEL_OWNER: &str = "bot-bottle.owner";
+/// Label marking a bottle started with `--detach`: it outlives its launcher on purpose.
+pub const LABEL_DETACHED: &str = "bot-bottle.detached";
 /// The gVisor runtime's conventional name in the engine's `runtimes`.
 pub const GVISOR_RUNTIME: &str = "runsc";
 
@@ -81,6 +86,7 @@ impl DockerBackend {
             let labels = c.labels.unwrap_or_default();
             let Some(slug) = labels.get(LABEL_SLUG) else { continue };
             let entry = slugs.entry(slug.clone()).or_default();
+            entry.note_owner(&labels);
             let running = c.state == Some(ContainerSummaryStateEnum::RUNNING);
             let name = c.names.and_then(|n| n.into_iter().next()).unwrap_or_default();
             let name = name.trim_start_matches('/').to_owned();
@@ -101,8 +107,11 @@ impl DockerBackend {
             .await
             .map_err(engine_error("list networks"))?;
         for n in networks {
-            if let (Some(slug), Some(name)) = (n.labels.as_ref().and_then(|l| l.get(LABEL_SLUG)), n.name) {
-                slugs.entry(slug.clone()).or_default().networks.push(name);
+            let labels = n.labels.unwrap_or_default();
+            if let (Some(slug), Some(name)) = (labels.get(LABEL_SLUG), n.name) {
+                let entry = slugs.entry(slug.clone()).or_default();
+                entry.note_owner(&labels);
+                entry.networks.push(name);
             }
         }
         let volumes = docker
@@ -111,7 +120,9 @@ impl DockerBackend {
             .map_err(engine_error("list volumes"))?;
         for v in volumes.volumes.unwrap_or_default() {
             if let Some(slug) = v.labels.get(LABEL_SLUG) {
-                slugs.entry(slug.clone()).or_default().volumes.push(v.name);
+                let entry = slugs.entry(slug.clone()).or_default();
+                entry.note_owner(&v.labels);
+                entry.volumes.push(v.name);
             }
         }
         Ok(slugs)
@@ -152,9 +163,28 @@ struct Inventory {
     containers: Vec<String>,
     networks: Vec<String>,
     volumes: Vec<String>,
+    owner: Option<u32>,
+    detached: bool,
 }
 
 impl Inventory {
+    fn note_owner(&mut self, labels: &HashMap<String, String>) {
+        if let Some(pid) = labels.get(LABEL_OWNER).and_then(|p| p.parse().ok()) {
+            self.owner = Some(pid);
+        }
+        if labels.get(LABEL_DETACHED).is_some_and(|d| d == "1") {
+            self.detached = true;
+        }
+    }
+
+    /// Whether `cleanup` must leave this bottle alone: its launcher still runs (mid-launch or a
+    /// foreground session), or it was detached on purpose and is fully up.
+    fn is_live(&self) -> bool {
+        let owner_alive =
+            self.owner.is_some_and(|pid| pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists());
+        owner_alive || (self.detached && self.status() == BottleStatus::Running)
+    }
+
     fn status(&self) -> BottleStatus {
         match (self.agent_running, self.sidecar_running) {
             (Some(true), Some(true)) => BottleStatus::Running,
@@ -210,7 +240,11 @@ impl Backend for DockerBackend {
         spec.state_dir = Some(plan.state_dir.clone());
         spec.sidecar_user = Some(owner_of(&plan.state_dir)?);
         spec.agent_env = inputs.agent_env;
-        spec.agent_labels = vec![(LABEL_AGENT.to_owned(), plan.agent.name.clone())];
+        spec.extra_labels = vec![
+            (LABEL_AGENT.to_owned(), plan.agent.name.clone()),
+            (LABEL_OWNER.to_owned(), std::process::id().to_string()),
+            (LABEL_DETACHED.to_owned(), if inputs.detached { "1" } else { "0" }.to_owned()),
+        ];
         spec.runtime = inputs.runtime;
         spec.cancel = Some(inputs.cancel);
         let bottle = self.rt.block_on(super::launch(&self.engine, &spec))?;
@@ -275,7 +309,8 @@ impl Backend for DockerBackend {
         self.rt.block_on(async {
             let mut report = CleanupReport::default();
             for (slug, inv) in self.inventory().await? {
-                if inv.status() == BottleStatus::Running && !options.dead_owners.contains(&slug) {
+                let owner_gone = options.dead_owners.contains(&slug) && !inv.detached;
+                if inv.is_live() && !owner_gone {
                     continue;
                 }
                 self.remove(&inv, options.dry_run, &mut report).await;

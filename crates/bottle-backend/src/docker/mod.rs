@@ -14,7 +14,10 @@
 mod backend;
 pub mod undo;
 
-pub use backend::{DockerBackend, DockerHandle, GVISOR_RUNTIME, LABEL_AGENT, RuntimeProbe, probe_runtime, sh_quote};
+pub use backend::{
+    DockerBackend, DockerHandle, GVISOR_RUNTIME, LABEL_AGENT, LABEL_DETACHED, LABEL_OWNER, RuntimeProbe, probe_runtime,
+    sh_quote,
+};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -101,8 +104,9 @@ pub struct LaunchSpec {
     pub sidecar_user: Option<(u32, u32)>,
     /// The agent container's environment (proxy, CA variables, the manifest's `env`).
     pub agent_env: Vec<(String, String)>,
-    /// Labels put on the agent container besides the slug and role (e.g. `bot-bottle.agent`).
-    pub agent_labels: Vec<(String, String)>,
+    /// Labels put on every resource besides the slug and role (`bot-bottle.agent`,
+    /// `bot-bottle.owner`, `bot-bottle.detached`). They hold no secrets.
+    pub extra_labels: Vec<(String, String)>,
     /// The OCI runtime for the agent (`runsc`), when one was probed and works; the engine default
     /// otherwise.
     pub runtime: Option<String>,
@@ -137,7 +141,7 @@ impl LaunchSpec {
             state_dir: None,
             sidecar_user: None,
             agent_env: Vec::new(),
-            agent_labels: Vec::new(),
+            extra_labels: Vec::new(),
             runtime: None,
             relay_binary,
             relay_maps: vec![RelayMap {
@@ -147,6 +151,14 @@ impl LaunchSpec {
             limits: Limits::default(),
             cancel: None,
         }
+    }
+}
+
+impl LaunchSpec {
+    fn labels(&self, role: &str) -> HashMap<String, String> {
+        let mut all = labels(&self.slug, role);
+        all.extend(self.extra_labels.iter().cloned());
+        all
     }
 }
 
@@ -224,7 +236,7 @@ impl DockerBottle {
                     ("device".to_owned(), "tmpfs".to_owned()),
                     ("o".to_owned(), format!("size=1m,mode=0755,uid={sidecar_uid},gid={sidecar_gid}")),
                 ])),
-                labels: Some(labels(&spec.slug, "sockets")),
+                labels: Some(spec.labels("sockets")),
                 ..Default::default()
             })
             .await
@@ -236,7 +248,7 @@ impl DockerBottle {
             .create_network(NetworkCreateRequest {
                 name: names.network.clone(),
                 driver: Some("bridge".into()),
-                labels: Some(labels(&spec.slug, "egress")),
+                labels: Some(spec.labels("egress")),
                 ..Default::default()
             })
             .await
@@ -258,7 +270,7 @@ impl DockerBottle {
             user: Some(format!("{sidecar_uid}:{sidecar_gid}")),
             entrypoint: Some(vec![crate::image::SIDECAR_BINARY_PATH.into()]),
             cmd: Some(vec!["sidecar".into(), "--config".into(), SIDECAR_CONFIG.into()]),
-            labels: Some(labels(&spec.slug, "sidecar")),
+            labels: Some(spec.labels("sidecar")),
             host_config: Some(HostConfig {
                 network_mode: Some(names.network.clone()),
                 mounts: Some(sidecar_mounts),
@@ -303,8 +315,7 @@ impl DockerBottle {
             relay_cmd.push("--map".into());
             relay_cmd.push(format!("{}={}", map.listen, map.target.display()));
         }
-        let mut agent_labels = labels(&spec.slug, "agent");
-        agent_labels.extend(spec.agent_labels.iter().cloned());
+        let agent_labels = spec.labels("agent");
         let agent = ContainerCreateBody {
             image: Some(spec.agent_image.clone()),
             hostname: Some(spec.slug.clone()),
