@@ -122,12 +122,30 @@ pub trait Bottle: Send {
     /// directories are created as `owner`.
     fn put_file(&self, dest: &Path, contents: &[u8], mode: u32, owner: ExecUser) -> Result<(), Error>;
 
+    /// Several [`Bottle::put_file`]s at once, for backends that can copy them in one go. Missing
+    /// parent directories may be created as root: use it for files whose directories exist.
+    fn put_files(&self, files: &[GuestFile<'_>]) -> Result<(), Error> {
+        for f in files {
+            self.put_file(f.dest, f.contents, f.mode, f.owner)?;
+        }
+        Ok(())
+    }
+
     /// Runs `argv` as the agent user on this terminal: raw mode, the window size at start and on
     /// every `SIGWINCH`, the terminal restored afterwards. Returns the command's exit code.
     fn attach(&self, argv: &[String]) -> Result<i32, Error>;
 
     /// Stops and removes everything [`Backend::launch`] created, newest first.
     fn close(self: Box<Self>) -> Result<(), Error>;
+}
+
+/// One file for [`Bottle::put_files`].
+#[derive(Debug, Clone, Copy)]
+pub struct GuestFile<'a> {
+    pub dest: &'a Path,
+    pub contents: &'a [u8],
+    pub mode: u32,
+    pub owner: ExecUser,
 }
 
 /// Who a command runs as inside the bottle.

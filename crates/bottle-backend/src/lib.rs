@@ -20,8 +20,8 @@ pub mod relay;
 pub mod selftest;
 
 pub use backend::{
-    Backend, Bottle, BottleStatus, BottleSummary, CleanupOptions, CleanupReport, ExecResult, ExecUser, LaunchInputs,
-    Preflight, SidecarLayout,
+    Backend, Bottle, BottleStatus, BottleSummary, CleanupOptions, CleanupReport, ExecResult, ExecUser, GuestFile,
+    LaunchInputs, Preflight, SidecarLayout,
 };
 pub use engine::Engine;
 pub use error::Error;

@@ -155,6 +155,7 @@ pub struct ProbeOutcome {
 /// Every probe's outcome, in the order of [`probes`]. `bot-bottle selftest --format json` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SelfTestReport {
+    /// One outcome per probe.
     pub probes: Vec<ProbeOutcome>,
 }
 
@@ -199,7 +200,9 @@ pub fn probes(opts: &ProbeOptions) -> Vec<Probe> {
 }
 
 /// Runs every probe of [`probes`] at once, from inside the bottle, and collects their outcomes in
-/// order. Takes about [`CONNECT_TIMEOUT`] at most.
+/// order. Takes as long as the slowest probe: inside a bottle every refusal is immediate and the run
+/// ends in well under a second; elsewhere the bound is a few seconds ([`CONNECT_TIMEOUT`], plus
+/// [`PROXY_TIMEOUT`] for a proxy that accepts and then stays silent).
 pub fn run_probes(opts: &ProbeOptions) -> SelfTestReport {
     let probes = probes(opts);
     let outcomes = std::thread::scope(|scope| {

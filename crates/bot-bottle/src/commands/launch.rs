@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context as _, bail};
 use bottle_backend::docker::DockerBackend;
 use bottle_backend::image::{BuildMode, ImageBuilder, ImageRecipe};
-use bottle_backend::{Backend, Bottle, ExecUser, LaunchInputs, Progress};
+use bottle_backend::{Backend, Bottle, ExecUser, GuestFile, LaunchInputs, Progress};
 use bottle_core::plan::{GUEST_CA_PATH, GUEST_HOME, LaunchPlan, SecretSource};
 use bottle_core::spec::AgentSpec;
 use bottle_core::{BackendKind, Diagnostic};
@@ -217,26 +217,29 @@ fn ensure_images(backend: &DockerBackend, printer: &Printer) -> anyhow::Result<(
     let exe = std::env::current_exe().context("cannot find this executable for the sidecar image")?;
     let progress = StepProgress { printer };
     let builder = ImageBuilder::new(backend.engine(), &progress).map_err(super::backend_error)?;
+    let binary = bytes::Bytes::from(
+        std::fs::read(&exe).with_context(|| format!("cannot read `{}` for the sidecar image", exe.display()))?,
+    );
+    let docker = backend.engine().docker();
+    let exists = |tag: &str| backend.runtime().block_on(docker.inspect_image(tag)).is_ok();
     let mut tags = Vec::new();
-    for recipes in [
-        [ImageRecipe::agent(BuildMode::Offline), ImageRecipe::agent(BuildMode::Registry)],
-        [
-            ImageRecipe::sidecar_from_file(BuildMode::Offline, &exe).map_err(super::backend_error)?,
-            ImageRecipe::sidecar_from_file(BuildMode::Registry, &exe).map_err(super::backend_error)?,
-        ],
+    for (offline, registry) in [
+        (ImageRecipe::agent(BuildMode::Offline), None),
+        (ImageRecipe::sidecar(BuildMode::Offline, binary.clone()), Some(binary)),
     ] {
-        let docker = backend.engine().docker();
-        let existing = recipes
-            .iter()
-            .find(|r| backend.runtime().block_on(docker.inspect_image(&r.tag)).is_ok())
-            .map(|r| r.tag.clone());
-        let tag = match existing {
-            Some(tag) => tag,
-            None => {
-                let [offline, _] = &recipes;
-                printer.step(&format!("building the {} image (first launch with this version)", offline.kind.name()));
-                backend.runtime().block_on(builder.build(offline)).map_err(super::backend_error)?.tag
-            }
+        // The registry-built twin is only worked out (hashing the binary again) when the offline
+        // image is missing.
+        let registry_tag = || match &registry {
+            None => ImageRecipe::agent(BuildMode::Registry).tag,
+            Some(b) => ImageRecipe::sidecar(BuildMode::Registry, b.clone()).tag,
+        };
+        let tag = if exists(&offline.tag) {
+            offline.tag.clone()
+        } else if let Some(tag) = Some(registry_tag()).filter(|t| exists(t)) {
+            tag
+        } else {
+            printer.step(&format!("building the {} image (first launch with this version)", offline.kind.name()));
+            backend.runtime().block_on(builder.build(&offline)).map_err(super::backend_error)?.tag
         };
         tags.push(tag);
     }
@@ -496,12 +499,25 @@ impl Launch<'_> {
 /// Provisioning in the order of DESIGN.md §3: CA trust, prompt, skills, git identity. Every file is
 /// written with its final owner, so the home needs no `chown` (the agent has no capabilities).
 fn provision(handle: &dyn Bottle, plan: &LaunchPlan, ca_pem: &[u8]) -> anyhow::Result<()> {
-    let ca_path = PathBuf::from(GUEST_CA_PATH);
-    handle.put_file(&ca_path, ca_pem, 0o644, ExecUser::Root).map_err(super::backend_error)?;
+    let prompt = std::fs::read(&plan.agent.prompt.host_path)
+        .with_context(|| format!("cannot read `{}`", plan.agent.prompt.host_path.display()))?;
+    let gitconfig = gitconfig(plan);
+    let (ca_path, prompt_path) = (PathBuf::from(GUEST_CA_PATH), PathBuf::from(&plan.agent.prompt.guest_path));
+    let gitconfig_path = PathBuf::from(format!("{GUEST_HOME}/.gitconfig"));
+    let file = |dest, contents, owner| GuestFile { dest, contents, mode: 0o644, owner };
+    handle
+        .put_files(&[
+            file(&ca_path, ca_pem, ExecUser::Root),
+            file(&prompt_path, &prompt, ExecUser::Agent),
+            file(&gitconfig_path, gitconfig.as_bytes(), ExecUser::Agent),
+        ])
+        .map_err(super::backend_error)?;
+    // Appending to the bundle is what `update-ca-certificates` would do for one certificate, without
+    // rehashing the whole store (a second per launch); the file in `/usr/local/share` keeps the CA
+    // in the store if the agent ever runs `update-ca-certificates` itself.
     let trust = format!(
-        "set -e; if command -v update-ca-certificates >/dev/null 2>&1; then update-ca-certificates >/dev/null 2>&1; \
-         else mkdir -p /etc/ssl/certs && cat {GUEST_CA_PATH} >> /etc/ssl/certs/ca-certificates.crt; fi; \
-         grep -q \"$(sed -n 2p {GUEST_CA_PATH})\" /etc/ssl/certs/ca-certificates.crt"
+        "set -e; bundle=/etc/ssl/certs/ca-certificates.crt; mkdir -p /etc/ssl/certs; \
+         cat {GUEST_CA_PATH} >> $bundle; grep -q \"$(sed -n 2p {GUEST_CA_PATH})\" $bundle"
     );
     let result = handle.exec(&trust, ExecUser::Root).map_err(super::backend_error)?;
     if !result.success() {
@@ -510,18 +526,9 @@ fn provision(handle: &dyn Bottle, plan: &LaunchPlan, ca_pem: &[u8]) -> anyhow::R
             String::from_utf8_lossy(&result.stderr).trim()
         );
     }
-    let prompt = std::fs::read(&plan.agent.prompt.host_path)
-        .with_context(|| format!("cannot read `{}`", plan.agent.prompt.host_path.display()))?;
-    handle
-        .put_file(&PathBuf::from(&plan.agent.prompt.guest_path), &prompt, 0o644, ExecUser::Agent)
-        .map_err(super::backend_error)?;
     for skill in &plan.agent.skills {
         handle.cp_in(&skill.source, &PathBuf::from(&skill.dest), ExecUser::Agent).map_err(super::backend_error)?;
     }
-    let gitconfig = gitconfig(plan);
-    handle
-        .put_file(&PathBuf::from(format!("{GUEST_HOME}/.gitconfig")), gitconfig.as_bytes(), 0o644, ExecUser::Agent)
-        .map_err(super::backend_error)?;
     Ok(())
 }
 

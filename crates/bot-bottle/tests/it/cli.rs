@@ -100,10 +100,10 @@ fn start_refuses_a_template_that_cannot_launch_yet_and_creates_nothing() {
 #[test]
 fn start_without_a_terminal_asks_for_yes_and_creates_nothing() {
     let home = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(home.path().join("agents")).expect("mkdir");
-    std::fs::create_dir_all(home.path().join("bottles")).expect("mkdir");
-    std::fs::write(home.path().join("agents/a.md"), "---\nbottle: sh\n---\nprompt\n").expect("write");
-    std::fs::write(home.path().join("bottles/sh.md"), "---\nagent_provider:\n  template: shell\n---\n").expect("write");
+    fs::create_dir_all(home.path().join("agents")).expect("mkdir");
+    fs::create_dir_all(home.path().join("bottles")).expect("mkdir");
+    fs::write(home.path().join("agents/a.md"), "---\nbottle: sh\n---\nprompt\n").expect("write");
+    fs::write(home.path().join("bottles/sh.md"), "---\nagent_provider:\n  template: shell\n---\n").expect("write");
     let before = tree(home.path());
     let out = bot_bottle().arg("--home").arg(home.path()).args(["start", "a"]).output().expect("runs");
     let text = transcript(&out, home.path());

@@ -30,7 +30,7 @@ use super::{
 use crate::backend::{LaunchInputs, SidecarLayout};
 use crate::{
     Backend, Bottle, BottleStatus, BottleSummary, CleanupOptions, CleanupReport, Engine, Error, ExecResult, ExecUser,
-    Preflight,
+    GuestFile, Preflight,
 };
 
 /// Label naming the agent a bottle runs.
@@ -70,6 +70,38 @@ impl DockerBackend {
     /// Whether gVisor is registered with the engine and a container actually starts under it.
     pub fn probe_gvisor(&self, image: &str) -> RuntimeProbe {
         self.rt.block_on(probe_runtime(&self.engine, GVISOR_RUNTIME, image))
+    }
+
+    /// [`Self::probe_gvisor`], remembered for a day per engine, runtime configuration and image in
+    /// the cache directory: the answer does not change between launches, and a probe container costs
+    /// a second or more.
+    pub fn probe_gvisor_cached(&self, image: &str) -> RuntimeProbe {
+        let key = self.rt.block_on(async {
+            let info = self.engine.docker().info().await.ok()?;
+            let runtime = info.runtimes.as_ref()?.get(GVISOR_RUNTIME)?;
+            let image_id = self.engine.docker().inspect_image(image).await.ok()?.id;
+            Some(format!(
+                "{}|{}|{:?}|{:?}|{:?}",
+                info.id.unwrap_or_default(),
+                info.server_version.unwrap_or_default(),
+                runtime.path,
+                runtime.runtime_args,
+                image_id
+            ))
+        });
+        let Some(key) = key else {
+            // Not registered (or the engine would not say): nothing to probe or remember.
+            return self.probe_gvisor(image);
+        };
+        let file = crate::image::cache_dir().ok().map(|d| d.join("runtime-probe.json"));
+        if let Some(cached) = file.as_deref().and_then(|f| ProbeCache::read(f, &key)) {
+            return cached;
+        }
+        let probe = self.probe_gvisor(image);
+        if let Some(file) = file {
+            ProbeCache::write(&file, &key, &probe);
+        }
+        probe
     }
 
     async fn containers(&self) -> Result<Vec<bollard::models::ContainerSummary>, Error> {
@@ -211,7 +243,7 @@ impl Backend for DockerBackend {
 
     fn prepare(&self, _plan: &LaunchPlan, agent_image: &str) -> Result<Preflight, Error> {
         let mut preflight = Preflight { images: vec![agent_image.to_owned()], ..Preflight::default() };
-        match self.probe_gvisor(agent_image) {
+        match self.probe_gvisor_cached(agent_image) {
             RuntimeProbe::Works(runtime) => preflight.runtime = runtime,
             RuntimeProbe::NotRegistered => preflight.runtime = "runc".into(),
             RuntimeProbe::Broken { runtime, error } => {
@@ -343,6 +375,46 @@ pub enum RuntimeProbe {
     Broken { runtime: String, error: String },
 }
 
+/// The remembered outcome of a runtime probe.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProbeCache {
+    key: String,
+    /// Seconds since the Unix epoch.
+    checked_at: u64,
+    works: bool,
+    runtime: String,
+    error: String,
+}
+
+impl ProbeCache {
+    const MAX_AGE_SECS: u64 = 24 * 3600;
+
+    fn read(file: &Path, key: &str) -> Option<RuntimeProbe> {
+        let cached: Self = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+        if cached.key != key || now_secs().saturating_sub(cached.checked_at) > Self::MAX_AGE_SECS {
+            return None;
+        }
+        Some(if cached.works {
+            RuntimeProbe::Works(cached.runtime)
+        } else {
+            RuntimeProbe::Broken { runtime: cached.runtime, error: cached.error }
+        })
+    }
+
+    fn write(file: &Path, key: &str, probe: &RuntimeProbe) {
+        let (works, runtime, error) = match probe {
+            RuntimeProbe::Works(r) => (true, r.clone(), String::new()),
+            RuntimeProbe::Broken { runtime, error } => (false, runtime.clone(), error.clone()),
+            RuntimeProbe::NotRegistered => return,
+        };
+        let entry = Self { key: key.to_owned(), checked_at: now_secs(), works, runtime, error };
+        if let (Some(dir), Ok(bytes)) = (file.parent(), serde_json::to_vec(&entry)) {
+            let _ = std::fs::create_dir_all(dir);
+            let _ = std::fs::write(file, bytes);
+        }
+    }
+}
+
 /// Starts a throwaway container (`network=none`, `true`) under `runtime` and reports whether it ran.
 pub async fn probe_runtime(engine: &Engine, runtime: &str, image: &str) -> RuntimeProbe {
     let docker = engine.docker();
@@ -386,7 +458,9 @@ pub async fn probe_runtime(engine: &Engine, runtime: &str, image: &str) -> Runti
         Ok(()) => RuntimeProbe::Works(runtime.to_owned()),
         Err(e) => {
             let error = e.to_string();
-            let error = error.lines().next().unwrap_or_default().chars().take(200).collect();
+            let error = error.lines().next().unwrap_or_default();
+            let error = error.split_once("status code 500: ").map_or(error, |(_, rest)| rest);
+            let error = error.chars().take(240).collect();
             RuntimeProbe::Broken { runtime: runtime.to_owned(), error }
         }
     }
@@ -461,6 +535,30 @@ impl Bottle for DockerHandle {
         self.upload(&parent, archive, owner)
     }
 
+    fn put_files(&self, files: &[GuestFile<'_>]) -> Result<(), Error> {
+        let mut tar = tar::Builder::new(Vec::new());
+        let pack = || -> std::io::Result<Vec<u8>> {
+            for f in files {
+                let (uid, gid) = ids(f.owner);
+                let mut header = tar::Header::new_gnu();
+                header.set_mode(f.mode);
+                header.set_uid(uid);
+                header.set_gid(gid);
+                header.set_mtime(now_secs());
+                header.set_size(f.contents.len() as u64);
+                let path = f.dest.strip_prefix("/").map_err(|_| std::io::Error::other("not an absolute path"))?;
+                tar.append_data(&mut header, path, f.contents)?;
+            }
+            tar.into_inner()
+        };
+        let archive = pack().map_err(|source| Error::Launch {
+            slug: self.bottle.slug.clone(),
+            action: "pack the provisioned files".into(),
+            source: Box::new(source),
+        })?;
+        self.upload("/", archive, ExecUser::Root)
+    }
+
     fn attach(&self, argv: &[String]) -> Result<i32, Error> {
         let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
         let full = self.agent_argv(argv, tty);
@@ -484,26 +582,35 @@ impl Bottle for DockerHandle {
 impl DockerHandle {
     /// Creates `parent` as `owner` and unpacks `archive` into it.
     fn upload(&self, parent: &str, archive: Vec<u8>, owner: ExecUser) -> Result<(), Error> {
-        let mkdir = self.exec(&format!("mkdir -p -- {}", sh_quote(parent)), owner)?;
-        if !mkdir.success() {
-            return Err(Error::Launch {
-                slug: self.bottle.slug.clone(),
-                action: format!("create `{parent}`"),
-                source: String::from_utf8_lossy(&mkdir.stderr).trim().to_owned().into(),
-            });
-        }
-        let options = UploadToContainerOptionsBuilder::new().path(parent).build();
-        self.rt
-            .block_on(self.bottle.engine.docker().upload_to_container(
+        let archive = bytes::Bytes::from(archive);
+        let put = |archive: bytes::Bytes| {
+            let options = UploadToContainerOptionsBuilder::new().path(parent).build();
+            self.rt.block_on(self.bottle.engine.docker().upload_to_container(
                 &self.bottle.resources.agent,
                 Some(options),
-                bollard::body_full(archive.into()),
+                bollard::body_full(archive),
             ))
-            .map_err(|source| Error::Launch {
-                slug: self.bottle.slug.clone(),
-                action: format!("copy into `{parent}`"),
-                source: Box::new(source),
-            })
+        };
+        let result = match put(archive.clone()) {
+            // The parent does not exist yet: create it as the owner (so it is theirs), then again.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                let mkdir = self.exec(&format!("mkdir -p -- {}", sh_quote(parent)), owner)?;
+                if !mkdir.success() {
+                    return Err(Error::Launch {
+                        slug: self.bottle.slug.clone(),
+                        action: format!("create `{parent}`"),
+                        source: String::from_utf8_lossy(&mkdir.stderr).trim().to_owned().into(),
+                    });
+                }
+                put(archive)
+            }
+            other => other,
+        };
+        result.map_err(|source| Error::Launch {
+            slug: self.bottle.slug.clone(),
+            action: format!("copy into `{parent}`"),
+            source: Box::new(source),
+        })
     }
 }
 

@@ -396,7 +396,7 @@ impl DockerBottle {
                 let what = format!("did not create {EGRESS_SOCKET} within {}s", READY_TIMEOUT.as_secs());
                 return Err(self.not_ready(&spec.resources.sidecar, &what).await);
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 

@@ -45,27 +45,41 @@ impl Undo {
     pub async fn unwind(&mut self, docker: &Docker) -> Vec<(Resource, bollard::errors::Error)> {
         let mut failed = Vec::new();
         while let Some(resource) = self.stack.pop() {
-            let result = match &resource {
-                Resource::Container(name) => {
-                    // force: kill what runs; the socket volume is named, so `v` would not remove it.
-                    let options = RemoveContainerOptionsBuilder::new().force(true).build();
-                    docker.remove_container(name, Some(options)).await
-                }
-                Resource::Network(name) => docker.remove_network(name).await,
-                Resource::Volume(name) => {
-                    docker.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>).await
-                }
-            };
-            match result {
-                Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-                    tracing::debug!(%resource, "removed");
-                }
-                Err(error) => {
-                    tracing::warn!(%resource, %error, "could not remove");
-                    failed.push((resource, error));
+            // Containers next to each other on the stack go together: killing them one by one
+            // would only add up their stop times.
+            let mut batch = vec![resource];
+            while matches!(batch[0], Resource::Container(_))
+                && matches!(self.stack.last(), Some(Resource::Container(_)))
+            {
+                batch.extend(self.stack.pop());
+            }
+            let results = futures_util::future::join_all(batch.iter().map(|r| remove(docker, r))).await;
+            for (resource, result) in batch.into_iter().zip(results) {
+                match result {
+                    Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                        tracing::debug!(%resource, "removed");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%resource, %error, "could not remove");
+                        failed.push((resource, error));
+                    }
                 }
             }
         }
         failed
+    }
+}
+
+async fn remove(docker: &Docker, resource: &Resource) -> Result<(), bollard::errors::Error> {
+    match resource {
+        Resource::Container(name) => {
+            // force: kill what runs; the socket volume is named, so `v` would not remove it.
+            let options = RemoveContainerOptionsBuilder::new().force(true).build();
+            docker.remove_container(name, Some(options)).await
+        }
+        Resource::Network(name) => docker.remove_network(name).await,
+        Resource::Volume(name) => {
+            docker.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>).await
+        }
     }
 }

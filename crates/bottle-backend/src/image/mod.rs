@@ -261,16 +261,21 @@ impl std::fmt::Debug for ImageBuilder<'_> {
     }
 }
 
+/// `$XDG_CACHE_HOME/bot-bottle`, else `~/.cache/bot-bottle`.
+pub fn cache_dir() -> Result<PathBuf, Error> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache")))
+        .ok_or(Error::NoCacheDir)?;
+    Ok(cache.join("bot-bottle"))
+}
+
 impl<'a> ImageBuilder<'a> {
-    /// A builder caching rootfs tarballs under `$XDG_CACHE_HOME/bot-bottle` (else
-    /// `~/.cache/bot-bottle`) with the Debian mirror this host's apt uses.
+    /// A builder caching rootfs tarballs under [`cache_dir`] with the Debian mirror this host's apt
+    /// uses.
     pub fn new(engine: &'a Engine, progress: &'a dyn Progress) -> Result<Self, Error> {
-        let cache = std::env::var_os("XDG_CACHE_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache")))
-            .ok_or(Error::NoCacheDir)?;
-        Ok(Self { engine, progress, cache_dir: cache.join("bot-bottle"), mirror: Mirror::detect() })
+        Ok(Self { engine, progress, cache_dir: cache_dir()?, mirror: Mirror::detect() })
     }
 
     /// Uses `dir` instead of the default cache directory.
