@@ -2,10 +2,10 @@
 //! broken boundary fails the self-test), and inside an empty network namespace — what a
 //! `network=none` agent has — every one of them is blocked.
 //!
-//! The namespace half re-runs this test binary under `unshare --net --mount` (root, or a user allowed
-//! to unshare), brings `lo` up, mounts a fresh sysfs so `/sys/class/net` shows the new namespace, and
-//! hides the host's `/run` (its engine sockets) under a tmpfs. Where `unshare` is missing or not
-//! permitted that half is skipped, saying why.
+//! The namespace half re-runs this test binary under `unshare --net --mount` (as root; otherwise inside
+//! a user namespace too), brings `lo` up, mounts a fresh sysfs so `/sys/class/net` shows the new
+//! namespace, and hides the host's `/run` (its engine sockets) under a tmpfs. Where `unshare` is
+//! missing or not permitted that half is skipped, saying why.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener};
@@ -132,18 +132,21 @@ fn netns_child() {
 }
 
 #[test]
-#[expect(clippy::print_stderr, reason = "says why the namespace half was skipped")]
 fn every_probe_is_blocked_in_an_empty_network_namespace() {
-    if let Err(why) = unshare_works() {
-        eprintln!("skipped: cannot make an isolated network namespace here: {why}");
-        return;
-    }
+    let namespaces = match isolating_unshare() {
+        Ok(flags) => flags,
+        Err(why) => {
+            eprintln!("skipped: cannot make an isolated network namespace here: {why}");
+            return;
+        }
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let report_path = dir.path().join("report.json");
     let exe = std::env::current_exe().expect("test binary path");
     let started = Instant::now();
     let output = Command::new("unshare")
-        .args(["--net", "--mount", "sh", "-c", ISOLATE])
+        .args(namespaces)
+        .args(["sh", "-c", ISOLATE])
         .arg(&exe)
         .args(["selftest::netns_child", "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_REPORT_ENV, &report_path)
@@ -178,22 +181,29 @@ mount -t tmpfs tmpfs /run
 if [ ! -L /var/run ]; then mount -t tmpfs tmpfs /var/run; fi
 exec "$0" "$@""#;
 
-/// Whether this process may create the namespaces and set them up, and if not, why.
-fn unshare_works() -> Result<(), String> {
+/// The `unshare` flags that give this process an empty network namespace it can set up: plain as
+/// root, inside a user namespace otherwise. `Err` says why neither works.
+fn isolating_unshare() -> Result<&'static [&'static str], String> {
     if !Path::new("/proc/self/ns/net").exists() {
         return Err("no network namespaces in this kernel".into());
     }
-    let output = Command::new("unshare")
-        .args(["--net", "--mount", "sh", "-c", "ip link set lo up && mount -t sysfs sysfs /sys"])
-        .output()
-        .map_err(|e| format!("cannot run `unshare`: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`unshare --net --mount` failed ({}): {}",
+    const CHOICES: [&[&str]; 2] = [&["--net", "--mount"], &["--user", "--map-root-user", "--net", "--mount"]];
+    let mut failures = Vec::new();
+    for flags in CHOICES {
+        let output = Command::new("unshare")
+            .args(flags)
+            .args(["sh", "-c", "ip link set lo up && mount -t sysfs sysfs /sys && mount -t tmpfs tmpfs /run"])
+            .output()
+            .map_err(|e| format!("cannot run `unshare`: {e}"))?;
+        if output.status.success() {
+            return Ok(flags);
+        }
+        failures.push(format!(
+            "`unshare {}` failed ({}): {}",
+            flags.join(" "),
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
-        ))
+        ));
     }
+    Err(failures.join("; "))
 }
