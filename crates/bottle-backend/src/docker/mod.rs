@@ -285,31 +285,6 @@ impl DockerBottle {
             }),
             ..Default::default()
         };
-        self.create(&names.sidecar, sidecar).await?;
-        // Copied into the created (not yet started) container, so the config never touches the
-        // host's disk outside the state dir and never shows in `docker inspect`.
-        let files = SidecarFiles {
-            config: &spec.sidecar_config,
-            secrets: &spec.secret_files,
-            upstream_ca: spec.upstream_ca.as_deref(),
-            owner: (sidecar_uid, sidecar_gid),
-        };
-        let archive = config_tar(&files).map_err(|e| Error::Launch {
-            slug: spec.slug.clone(),
-            action: "pack the sidecar config".into(),
-            source: Box::new(e),
-        })?;
-        docker
-            .upload_to_container(
-                &names.sidecar,
-                Some(UploadToContainerOptionsBuilder::new().path("/etc").build()),
-                bollard::body_full(archive.into()),
-            )
-            .await
-            .map_err(fail(format!("copy the config into `{}`", names.sidecar)))?;
-        self.start(&names.sidecar).await?;
-        self.check_cancel(spec)?;
-
         let mut relay_cmd = vec!["relay".to_owned()];
         for map in &spec.relay_maps {
             relay_cmd.push("--map".into());
@@ -346,8 +321,44 @@ impl DockerBottle {
             }),
             ..Default::default()
         };
-        self.create(&names.agent, agent).await?;
-        self.start(&names.agent).await?;
+        // Both containers are created side by side; each is registered for teardown as soon as it
+        // exists, whatever happened to the other.
+        let (sidecar_created, agent_created) =
+            tokio::join!(self.create_raw(&names.sidecar, sidecar), self.create_raw(&names.agent, agent));
+        for (name, created) in [(&names.sidecar, &sidecar_created), (&names.agent, &agent_created)] {
+            if created.is_ok() {
+                self.undo.push(Resource::Container(name.clone()));
+            }
+        }
+        sidecar_created?;
+        agent_created?;
+        // Copied into the created (not yet started) container, so the config never touches the
+        // host's disk outside the state dir and never shows in `docker inspect`.
+        let files = SidecarFiles {
+            config: &spec.sidecar_config,
+            secrets: &spec.secret_files,
+            upstream_ca: spec.upstream_ca.as_deref(),
+            owner: (sidecar_uid, sidecar_gid),
+        };
+        let archive = config_tar(&files).map_err(|e| Error::Launch {
+            slug: spec.slug.clone(),
+            action: "pack the sidecar config".into(),
+            source: Box::new(e),
+        })?;
+        docker
+            .upload_to_container(
+                &names.sidecar,
+                Some(UploadToContainerOptionsBuilder::new().path("/etc").build()),
+                bollard::body_full(archive.into()),
+            )
+            .await
+            .map_err(fail(format!("copy the config into `{}`", names.sidecar)))?;
+        // The relay starts before the sidecar's sockets exist and connects per connection, so the
+        // two can start together; `wait_ready` waits for the socket.
+        let (sidecar_started, agent_started) = tokio::join!(self.start(&names.sidecar), self.start(&names.agent));
+        sidecar_started?;
+        agent_started?;
+        self.check_cancel(spec)?;
         self.wait_ready(spec).await
     }
 
@@ -358,14 +369,14 @@ impl DockerBottle {
         Ok(())
     }
 
-    async fn create(&mut self, name: &str, body: ContainerCreateBody) -> Result<(), Error> {
+    /// Creates a container; the caller registers it for teardown.
+    async fn create_raw(&self, name: &str, body: ContainerCreateBody) -> Result<(), Error> {
         let options = CreateContainerOptionsBuilder::new().name(name).build();
         self.engine.docker().create_container(Some(options), body).await.map_err(|source| Error::Launch {
             slug: self.slug.clone(),
             action: format!("create container `{name}`"),
             source: Box::new(source),
         })?;
-        self.undo.push(Resource::Container(name.to_owned()));
         Ok(())
     }
 
