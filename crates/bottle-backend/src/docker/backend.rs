@@ -24,7 +24,7 @@ use tokio::runtime::Runtime;
 
 use super::undo::{Resource, Undo};
 use super::{
-    AGENT_UID, DockerBottle, EGRESS_SOCKET, LABEL_ROLE, LABEL_SLUG, LaunchSpec, RELAY_ID, SIDECAR_SECRETS_DIR,
+    AGENT_UID, DockerBottle, EGRESS_SOCKET, LABEL_ROLE, LABEL_SLUG, LaunchSpec, RELAY_ID, SIDECAR_SECRET_FILES_DIR,
     SIDECAR_STATE_DIR, SIDECAR_UPSTREAM_CA, exec_user, resource_names,
 };
 use crate::backend::{LaunchInputs, SidecarLayout};
@@ -234,7 +234,7 @@ impl Backend for DockerBackend {
     fn sidecar_layout(&self) -> SidecarLayout {
         SidecarLayout {
             state_dir: SIDECAR_STATE_DIR.into(),
-            secrets_dir: SIDECAR_SECRETS_DIR.into(),
+            secrets_dir: SIDECAR_SECRET_FILES_DIR.into(),
             upstream_ca: SIDECAR_UPSTREAM_CA.into(),
             egress_listen: format!("unix:{EGRESS_SOCKET}"),
             socket_group: Some(RELAY_ID),

@@ -49,6 +49,9 @@ pub const SIDECAR_CONFIG: &str = "/etc/bot-bottle/sidecar.json";
 pub const SIDECAR_SECRETS_DIR: &str = "/run/bot-bottle/secrets";
 /// The sidecar's state directory inside its container (its config's `state_dir`).
 pub const SIDECAR_STATE_DIR: &str = "/var/lib/bot-bottle/state";
+/// Where the secret files of [`LaunchSpec::secret_files`] land in the sidecar (the launcher's
+/// `secrets_dir`).
+pub const SIDECAR_SECRET_FILES_DIR: &str = "/etc/bot-bottle/secrets";
 /// Where the sidecar finds the extra upstream CA bundle, when the bottle names one.
 pub const SIDECAR_UPSTREAM_CA: &str = "/etc/bot-bottle/upstream-ca.pem";
 /// Where the agent container sees the relay binary.
@@ -93,7 +96,8 @@ pub struct LaunchSpec {
     pub secrets_dir: Option<PathBuf>,
     /// Secret values by slot, copied into the created sidecar (never started yet) as 0600 files in
     /// [`SIDECAR_SECRETS_DIR`] owned by the sidecar's user: nothing lands on the host's disk and
-    /// nothing shows in `docker inspect`. Used instead of `secrets_dir` by the CLI.
+    /// nothing shows in `docker inspect`. They land in [`SIDECAR_SECRET_FILES_DIR`]. Used instead of
+    /// `secrets_dir` by the CLI.
     pub secret_files: Vec<(String, Vec<u8>)>,
     /// The extra upstream CA bundle (PEM), copied to [`SIDECAR_UPSTREAM_CA`].
     pub upstream_ca: Option<Vec<u8>>,
