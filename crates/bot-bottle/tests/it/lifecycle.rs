@@ -244,3 +244,57 @@ fn ctrl_c_during_launch_removes_everything() {
     assert_eq!(leftovers(&slug), Vec::<String>::new());
     assert!(!home.state(&slug).exists(), "an interrupted launch leaves no state directory");
 }
+
+/// `exec` on a terminal hands it to the bottle: the window size at start, a resize while it runs
+/// (SIGWINCH), and the exit code, with a real terminal from tmux.
+#[test]
+fn a_terminal_session_gets_the_window_size_and_its_changes() {
+    images_ready();
+    let home = Home::new();
+    let slug = unique("tty");
+    let _stop = Stopper(&home, &slug);
+    let out = home.cmd().args(["start", "demo", "--yes", "--detach", "--label", &slug]).output().expect("runs");
+    assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
+
+    let bin = assert_cmd::cargo::cargo_bin("bot-bottle");
+    let session = format!("bb-{slug}");
+    let script = "stty size > /tmp/size-start; trap 'stty size > /tmp/size-winch' WINCH; \
+                  for i in \\$(seq 1 100); do [ -s /tmp/size-winch ] && exit 9; sleep 0.1; done; exit 1";
+    let inner = format!(
+        "HOME={} {} --home {} exec {slug} -- bash -c \"{script}\"; echo exit=$? > {}/tty-exit; sleep 5",
+        std::env::var("HOME").unwrap_or_default(),
+        bin.display(),
+        home.path().display(),
+        home.path().display()
+    );
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux (apt install tmux)");
+    let started = tmux(&["new-session", "-d", "-s", &session, "-x", "120", "-y", "40", &inner]);
+    assert!(started.status.success(), "tmux: {}", String::from_utf8_lossy(&started.stderr));
+    let read = |path: &str| {
+        let out = home.cmd().args(["exec", &slug, "--", "cat", path]).output().expect("runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let wait_for = |path: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = read(path);
+            if !v.is_empty() || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let at_start = wait_for("/tmp/size-start");
+    let _ = tmux(&["resize-window", "-t", &session, "-x", "90", "-y", "25"]);
+    let after = wait_for("/tmp/size-winch");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit_file = home.path().join("tty-exit");
+    while !exit_file.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exit = std::fs::read_to_string(&exit_file).unwrap_or_default();
+    let _ = tmux(&["kill-session", "-t", &session]);
+    assert_eq!(at_start, "40 120", "window size at start");
+    assert_eq!(after, "25 90", "window size after a resize");
+    assert_eq!(exit.trim(), "exit=9", "exit code through the terminal session");
+}

@@ -496,6 +496,16 @@ impl Bottle for DockerHandle {
             GUEST_HOME.to_owned(),
             self.bottle.resources.agent.clone(),
         ]);
+        // `docker exec -t` sends the window size only after the command started, so a program
+        // that reads it first sees 0x0. Set it in the bottle before the command runs; resizes
+        // (SIGWINCH) are forwarded by the client from then on.
+        if tty && let Some((rows, cols)) = host_terminal_size() {
+            out.extend(
+                ["sh", "-c", r#"stty rows "$1" cols "$2" 2>/dev/null; shift 2; exec "$@""#, "bot-bottle-tty"]
+                    .map(str::to_owned),
+            );
+            out.extend([rows.to_string(), cols.to_string()]);
+        }
         out.extend(argv.iter().cloned());
         out
     }
@@ -671,6 +681,16 @@ fn tar_host_path(host: &Path, name: &str, owner: ExecUser) -> std::io::Result<Ve
         }
     }
     tar.into_inner()
+}
+
+/// The rows and columns of the terminal on stdin, stdout or stderr, when there is one.
+fn host_terminal_size() -> Option<(u16, u16)> {
+    use terminal_size::{Height, Width, terminal_size_of};
+    [terminal_size_of(std::io::stdin()), terminal_size_of(std::io::stdout()), terminal_size_of(std::io::stderr())]
+        .into_iter()
+        .flatten()
+        .map(|(Width(w), Height(h))| (h, w))
+        .find(|&(h, w)| h > 0 && w > 0)
 }
 
 fn now_secs() -> u64 {
