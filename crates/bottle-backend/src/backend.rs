@@ -216,6 +216,8 @@ pub struct CleanupOptions {
     /// Bottles known (from their state) to have lost their owning process: removed even when their
     /// containers still run, unless they were detached on purpose.
     pub dead_owners: std::collections::BTreeSet<String>,
+    /// Images to keep even when no container uses them (the current build's sidecar image).
+    pub keep_images: Vec<String>,
 }
 
 /// What [`Backend::cleanup`] removed and what it could not.

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use bottle_backend::docker::DockerBackend;
+use bottle_backend::image::{BuildMode, ImageRecipe};
 use bottle_backend::{Backend, BottleStatus, CleanupOptions};
 use bottle_core::Diagnostic;
 use bottle_core::plan::EGRESS_PORT;
@@ -242,9 +243,16 @@ pub fn cleanup(global: &GlobalArgs, args: &CleanupArgs, printer: &Printer) -> an
         .map(|(slug, _)| slug.clone())
         .collect();
 
+    // This build's sidecar image stays; those of other builds go once nothing uses them.
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let binary = bytes::Bytes::from(std::fs::read(&exe).with_context(|| format!("cannot read `{}`", exe.display()))?);
+    let keep_images = vec![
+        ImageRecipe::sidecar(BuildMode::Offline, binary.clone()).tag,
+        ImageRecipe::sidecar(BuildMode::Registry, binary).tag,
+    ];
     // What would go, first, so the question shows it.
-    let plan =
-        backend.cleanup(&CleanupOptions { dry_run: true, dead_owners: dead_owners.clone() }).map_err(backend_error)?;
+    let options = CleanupOptions { dry_run: true, dead_owners: dead_owners.clone(), keep_images: keep_images.clone() };
+    let plan = backend.cleanup(&options).map_err(backend_error)?;
     let live: BTreeSet<String> = backend
         .list()
         .map_err(backend_error)?
@@ -286,7 +294,8 @@ pub fn cleanup(global: &GlobalArgs, args: &CleanupArgs, printer: &Printer) -> an
             return Ok(ExitCode::from(crate::EXIT_FAILURE));
         }
     }
-    let report = backend.cleanup(&CleanupOptions { dry_run: false, dead_owners }).map_err(backend_error)?;
+    let report =
+        backend.cleanup(&CleanupOptions { dry_run: false, dead_owners, keep_images }).map_err(backend_error)?;
     let mut failures = report.failed.clone();
     let mut removed_dirs = 0;
     for d in &orphan_dirs {

@@ -347,8 +347,47 @@ impl Backend for DockerBackend {
                 }
                 self.remove(&inv, options.dry_run, &mut report).await;
             }
+            self.prune_sidecar_images(options, &mut report).await?;
             Ok(report)
         })
+    }
+}
+
+impl DockerBackend {
+    /// Sidecar images of other `bot-bottle` builds (each build's binary makes its own) that no
+    /// container uses. The images named in `options.keep_images` stay.
+    async fn prune_sidecar_images(&self, options: &CleanupOptions, report: &mut CleanupReport) -> Result<(), Error> {
+        let docker = self.engine.docker();
+        let repository = crate::image::ImageKind::Sidecar.repository();
+        let filters = HashMap::from([("reference", vec![repository])]);
+        let images = docker
+            .list_images(Some(bollard::query_parameters::ListImagesOptionsBuilder::new().filters(&filters).build()))
+            .await
+            .map_err(engine_error("list images"))?;
+        let in_use: Vec<String> = {
+            let all = ListContainersOptionsBuilder::new().all(true).build();
+            let containers = docker.list_containers(Some(all)).await.map_err(engine_error("list containers"))?;
+            containers.into_iter().filter_map(|c| c.image_id).collect()
+        };
+        for image in images {
+            let tags: Vec<&String> =
+                image.repo_tags.iter().filter(|t| t.starts_with(&format!("{repository}:"))).collect();
+            if tags.is_empty() || tags.iter().any(|t| options.keep_images.contains(t)) || in_use.contains(&image.id) {
+                continue;
+            }
+            for tag in tags {
+                let what = format!("image {tag}");
+                if options.dry_run {
+                    report.removed.push(what);
+                    continue;
+                }
+                match docker.remove_image(tag, None::<bollard::query_parameters::RemoveImageOptions>, None).await {
+                    Ok(_) => report.removed.push(what),
+                    Err(e) => report.failed.push((what, e.to_string())),
+                }
+            }
+        }
+        Ok(())
     }
 }
 
