@@ -1,6 +1,7 @@
 //! Integration tests of the `bot-bottle` binary: one test binary, one module per area.
 
 mod cli;
+mod escape;
 mod fixtures;
 mod secrets;
 mod sidecar;
