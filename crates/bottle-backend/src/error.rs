@@ -56,6 +56,9 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Resources of a bottle with this slug already exist on the engine.
+    #[error("a bottle `{slug}` already exists on the engine ({resources})")]
+    SlugInUse { slug: String, resources: String },
     /// The launch was abandoned (Ctrl-C); what it created was removed.
     #[error("bottle `{slug}`: launch interrupted; everything it created was removed")]
     Cancelled { slug: String },
@@ -107,6 +110,9 @@ impl Error {
             Self::NoSidecarBinary { .. } => "build the sidecar image with the `bot-bottle` binary itself".into(),
             Self::Launch { .. } => {
                 "`docker info` shows the engine's state; `bot-bottle cleanup` removes anything left behind".into()
+            }
+            Self::SlugInUse { slug, .. } => {
+                format!("pick another `--label`, or remove it with `bot-bottle stop {slug}`")
             }
             Self::Cancelled { .. } => "nothing is left to clean up".into(),
             Self::NoSuchBottle { .. } => "`bot-bottle list` shows the bottles that exist".into(),

@@ -999,6 +999,7 @@ fn launch(cli: &Cli, bottles: &mut Bottles<'_>, label: &str) -> (String, String)
 #[test]
 fn escape_suite_every_way_out_is_closed() {
     require_docker();
+    let _engine = crate::engine_shared();
     let started = Instant::now();
     let tmp = tempfile::tempdir().expect("temp dir");
     let gateway = bridge_gateway();

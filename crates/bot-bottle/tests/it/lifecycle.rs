@@ -117,12 +117,21 @@ fn unique(prefix: &str) -> String {
 #[test]
 fn detached_bottle_lists_execs_attaches_stops_and_cleans_up() {
     images_ready();
+    let _engine = crate::engine_exclusive();
     let home = Home::new();
     let slug = unique("lc");
     let _stop = Stopper(&home, &slug);
     let out = home.cmd().args(["start", "demo", "--yes", "--detach", "--label", &slug]).output().expect("runs");
     assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), slug, "start --detach prints the slug");
+
+    // The same label from another home must not touch this bottle.
+    let other = Home::new();
+    let out = other.cmd().args(["start", "demo", "--yes", "--detach", "--label", &slug]).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "a slug in use must be refused");
+    assert!(stderr.contains("already exists"), "{stderr}");
+    assert!(!other.state(&slug).exists(), "the refused launch left a state directory");
 
     let out = home.cmd().args(["list", "--format", "json"]).output().expect("runs");
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("list json");
@@ -168,6 +177,7 @@ fn detached_bottle_lists_execs_attaches_stops_and_cleans_up() {
 #[test]
 fn headless_passes_the_exit_code_through_and_removes_the_bottle() {
     images_ready();
+    let _engine = crate::engine_shared();
     let home = Home::new();
     let slug = unique("hl");
     let out = home
@@ -188,6 +198,7 @@ fn headless_passes_the_exit_code_through_and_removes_the_bottle() {
 #[test]
 fn a_crashed_owner_leaves_what_cleanup_removes() {
     images_ready();
+    let _engine = crate::engine_exclusive();
     let home = Home::new();
     let slug = unique("crash");
     let mut child = home
@@ -221,6 +232,7 @@ fn a_crashed_owner_leaves_what_cleanup_removes() {
 #[test]
 fn ctrl_c_during_launch_removes_everything() {
     images_ready();
+    let _engine = crate::engine_shared();
     let home = Home::new();
     let slug = unique("int");
     let child = home
@@ -250,6 +262,7 @@ fn ctrl_c_during_launch_removes_everything() {
 #[test]
 fn a_terminal_session_gets_the_window_size_and_its_changes() {
     images_ready();
+    let _engine = crate::engine_shared();
     let home = Home::new();
     let slug = unique("tty");
     let _stop = Stopper(&home, &slug);

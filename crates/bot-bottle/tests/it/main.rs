@@ -3,6 +3,7 @@
 mod cli;
 mod escape;
 mod fixtures;
+mod lifecycle;
 mod secrets;
 mod sidecar;
 
@@ -17,6 +18,19 @@ pub fn bot_bottle() -> assert_cmd::Command {
         .env("NO_COLOR", "1")
         .env("BOT_BOTTLE_SLUG_SEED", "7");
     cmd
+}
+
+/// Tests that launch bottles hold this shared; a test that runs `cleanup` (which acts on every
+/// bottle of the engine that is not live, whatever home it belongs to) holds it exclusively, so it
+/// never removes a bottle another test is probing with its sidecar deliberately killed.
+static ENGINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+pub fn engine_shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    ENGINE.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub fn engine_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    ENGINE.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub fn fixtures_dir() -> PathBuf {

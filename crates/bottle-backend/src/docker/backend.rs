@@ -259,6 +259,14 @@ impl Backend for DockerBackend {
 
     fn launch(&self, plan: &LaunchPlan, inputs: LaunchInputs) -> Result<Box<dyn Bottle>, Error> {
         let slug = plan.slug.as_str();
+        // Names are derived from the slug, and creating a volume that exists returns the existing
+        // one: two bottles must never share resources, so a slug in use is refused up front.
+        if let Some(existing) = self.rt.block_on(self.inventory())?.get(slug) {
+            let mut what = existing.containers.clone();
+            what.extend(existing.networks.iter().cloned());
+            what.extend(existing.volumes.iter().cloned());
+            return Err(Error::SlugInUse { slug: slug.to_owned(), resources: what.join(", ") });
+        }
         let mut spec = LaunchSpec::new(
             slug,
             &inputs.agent_image,
