@@ -64,6 +64,12 @@ pub struct SidecarLayout {
     pub egress_listen: String,
     /// The config's `listen.socket_group`.
     pub socket_group: Option<u32>,
+    /// The config's `listen.git_gate`.
+    pub git_gate_listen: String,
+    /// Where the sidecar sees the files of [`LaunchInputs::key_files`].
+    pub keys_dir: PathBuf,
+    /// The git-gate config's `mirrors_dir`.
+    pub mirrors_dir: PathBuf,
 }
 
 /// Everything a launch needs besides the plan, prepared by the launcher. Secret values travel here
@@ -75,6 +81,10 @@ pub struct LaunchInputs {
     pub secrets: Vec<(String, Vec<u8>)>,
     /// The bottle's extra upstream CA bundle (PEM), if it names one.
     pub upstream_ca: Option<Vec<u8>>,
+    /// Private files for the sidecar alone (git-gate SSH keys), by file name.
+    pub key_files: Vec<(String, Vec<u8>)>,
+    /// Whether the sidecar serves a git-gate the agent must reach (`127.0.0.1:9420`).
+    pub git_gate: bool,
     /// The agent's environment.
     pub agent_env: Vec<(String, String)>,
     pub agent_image: String,
@@ -94,6 +104,7 @@ impl std::fmt::Debug for LaunchInputs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LaunchInputs")
             .field("secrets", &self.secrets.iter().map(|(slot, _)| slot).collect::<Vec<_>>())
+            .field("key_files", &self.key_files.iter().map(|(name, _)| name).collect::<Vec<_>>())
             .field("agent_image", &self.agent_image)
             .field("sidecar_image", &self.sidecar_image)
             .field("runtime", &self.runtime)

@@ -426,6 +426,8 @@ impl Launch<'_> {
                     sidecar_config: serde_json::to_vec_pretty(&config)?,
                     secrets: values.sidecar,
                     upstream_ca,
+                    key_files: Vec::new(),
+                    git_gate: false,
                     agent_env,
                     agent_image,
                     sidecar_image,

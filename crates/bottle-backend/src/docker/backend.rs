@@ -24,8 +24,9 @@ use tokio::runtime::Runtime;
 
 use super::undo::{Resource, Undo};
 use super::{
-    AGENT_UID, DockerBottle, EGRESS_SOCKET, LABEL_ROLE, LABEL_SLUG, LaunchSpec, RELAY_ID, SIDECAR_SECRET_FILES_DIR,
-    SIDECAR_STATE_DIR, SIDECAR_UPSTREAM_CA, exec_user, resource_names,
+    AGENT_UID, DockerBottle, EGRESS_SOCKET, GIT_GATE_SOCKET, LABEL_ROLE, LABEL_SLUG, LaunchSpec, RELAY_ID,
+    SIDECAR_KEYS_DIR, SIDECAR_MIRRORS_DIR, SIDECAR_SECRET_FILES_DIR, SIDECAR_STATE_DIR, SIDECAR_UPSTREAM_CA, exec_user,
+    resource_names,
 };
 use crate::backend::{LaunchInputs, SidecarLayout};
 use crate::{
@@ -238,6 +239,9 @@ impl Backend for DockerBackend {
             upstream_ca: SIDECAR_UPSTREAM_CA.into(),
             egress_listen: format!("unix:{EGRESS_SOCKET}"),
             socket_group: Some(RELAY_ID),
+            git_gate_listen: format!("unix:{GIT_GATE_SOCKET}"),
+            keys_dir: SIDECAR_KEYS_DIR.into(),
+            mirrors_dir: SIDECAR_MIRRORS_DIR.into(),
         }
     }
 
@@ -277,6 +281,13 @@ impl Backend for DockerBackend {
         spec.resources = plan.resources.clone();
         spec.secret_files = inputs.secrets;
         spec.upstream_ca = inputs.upstream_ca;
+        spec.key_files = inputs.key_files;
+        if inputs.git_gate {
+            spec.relay_maps.push(crate::relay::RelayMap {
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], bottle_core::plan::GIT_GATE_PORT)),
+                target: GIT_GATE_SOCKET.into(),
+            });
+        }
         spec.state_dir = Some(plan.state_dir.clone());
         spec.sidecar_user = Some(owner_of(&plan.state_dir)?);
         spec.agent_env = inputs.agent_env;

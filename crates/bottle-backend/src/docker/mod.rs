@@ -52,6 +52,13 @@ pub const SIDECAR_STATE_DIR: &str = "/var/lib/bot-bottle/state";
 /// Where the secret files of [`LaunchSpec::secret_files`] land in the sidecar (the launcher's
 /// `secrets_dir`).
 pub const SIDECAR_SECRET_FILES_DIR: &str = "/etc/bot-bottle/secrets";
+/// Where [`LaunchSpec::key_files`] land in the sidecar.
+pub const SIDECAR_KEYS_DIR: &str = "/etc/bot-bottle/keys";
+/// The git-gate's socket, as both containers see it.
+pub const GIT_GATE_SOCKET: &str = "/run/bot-bottle/sock/git-gate.sock";
+/// Where the sidecar keeps the git-gate's mirrors: under the state directory, so they are the
+/// user's and go with the bottle's state.
+pub const SIDECAR_MIRRORS_DIR: &str = "/var/lib/bot-bottle/state/mirrors";
 /// Where the sidecar finds the extra upstream CA bundle, when the bottle names one.
 pub const SIDECAR_UPSTREAM_CA: &str = "/etc/bot-bottle/upstream-ca.pem";
 /// Where the agent container sees the relay binary.
@@ -101,6 +108,9 @@ pub struct LaunchSpec {
     pub secret_files: Vec<(String, Vec<u8>)>,
     /// The extra upstream CA bundle (PEM), copied to [`SIDECAR_UPSTREAM_CA`].
     pub upstream_ca: Option<Vec<u8>>,
+    /// Private files for the sidecar alone (git-gate keys), copied like the secrets under
+    /// `/etc/bot-bottle/keys/` as 0600 files owned by the sidecar's user: (name, contents).
+    pub key_files: Vec<(String, Vec<u8>)>,
     /// The host state directory, mounted read-write at [`SIDECAR_STATE_DIR`] (its `ca/` and
     /// `audit.jsonl`). The sidecar runs as the directory's owner so what it writes stays the user's.
     pub state_dir: Option<PathBuf>,
@@ -142,6 +152,7 @@ impl LaunchSpec {
             secrets_dir: None,
             secret_files: Vec::new(),
             upstream_ca: None,
+            key_files: Vec::new(),
             state_dir: None,
             sidecar_user: None,
             agent_env: Vec::new(),
@@ -341,6 +352,7 @@ impl DockerBottle {
         let files = SidecarFiles {
             config: &spec.sidecar_config,
             secrets: &spec.secret_files,
+            keys: &spec.key_files,
             upstream_ca: spec.upstream_ca.as_deref(),
             owner: (sidecar_uid, sidecar_gid),
         };
@@ -540,6 +552,7 @@ fn check_relay_binary(slug: &str, path: &Path) -> Result<PathBuf, Error> {
 struct SidecarFiles<'a> {
     config: &'a [u8],
     secrets: &'a [(String, Vec<u8>)],
+    keys: &'a [(String, Vec<u8>)],
     upstream_ca: Option<&'a [u8]>,
     /// uid, gid of the sidecar's user, who must own all of it.
     owner: (u32, u32),
@@ -572,10 +585,13 @@ fn config_tar(files: &SidecarFiles<'_>) -> std::io::Result<Vec<u8>> {
     if let Some(ca) = files.upstream_ca {
         add("bot-bottle/upstream-ca.pem", 0o644, Some(ca))?;
     }
-    if !files.secrets.is_empty() {
-        add("bot-bottle/secrets/", 0o700, None)?;
-        for (slot, value) in files.secrets {
-            add(&format!("bot-bottle/secrets/{slot}"), 0o600, Some(value))?;
+    for (dir, entries) in [("secrets", files.secrets), ("keys", files.keys)] {
+        if entries.is_empty() {
+            continue;
+        }
+        add(&format!("bot-bottle/{dir}/"), 0o700, None)?;
+        for (name, value) in entries {
+            add(&format!("bot-bottle/{dir}/{name}"), 0o600, Some(value))?;
         }
     }
     tar.into_inner()
@@ -606,7 +622,7 @@ mod tests {
     #[test]
     fn config_tar_is_private() {
         let secrets = vec![("T".to_owned(), b"v".to_vec())];
-        let files = SidecarFiles { config: b"{}", secrets: &secrets, upstream_ca: None, owner: (7, 8) };
+        let files = SidecarFiles { config: b"{}", secrets: &secrets, keys: &[], upstream_ca: None, owner: (7, 8) };
         let bytes = config_tar(&files).unwrap();
         let mut archive = tar::Archive::new(bytes.as_slice());
         let modes: Vec<(String, u32)> = archive
