@@ -545,6 +545,10 @@ fn gitconfig(plan: &LaunchPlan) -> String {
         s.push_str(&format!("\temail = {}\n", quote(&email.value)));
     }
     s.push_str("[init]\n\tdefaultBranch = main\n");
+    // Every declared upstream goes through the git-gate, under the URL the user knows.
+    for repo in &plan.git_gate.repos {
+        s.push_str(&format!("[url {}]\n\tinsteadOf = {}\n", quote(&repo.gate_url), quote(&repo.url)));
+    }
     s
 }
 

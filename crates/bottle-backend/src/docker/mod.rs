@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, NetworkCreateRequest, VolumeCreateRequest};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Ipam, IpamConfig, Mount, MountType, NetworkCreateRequest, VolumeCreateRequest,
+};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder, UploadToContainerOptionsBuilder};
 use bottle_core::plan::{EGRESS_PORT, ResourcePlan};
 use futures_util::StreamExt as _;
@@ -177,6 +179,28 @@ impl LaunchSpec {
     }
 }
 
+/// The pool egress networks take a /28 from (4096 subnets); `BOT_BOTTLE_SUBNET_POOL=A.B` picks
+/// another `A.B.0.0/16` when this one collides with a network the host uses.
+const DEFAULT_SUBNET_POOL: (u8, u8) = (10, 209);
+/// How many subnets a launch tries before giving up.
+const SUBNET_ATTEMPTS: u32 = 64;
+
+/// The `attempt`-th candidate subnet for `slug` and its gateway.
+fn egress_subnet(slug: &str, attempt: u32) -> (String, String) {
+    let (a, b) = std::env::var("BOT_BOTTLE_SUBNET_POOL")
+        .ok()
+        .and_then(|p| {
+            let (a, b) = p.split_once('.')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .unwrap_or(DEFAULT_SUBNET_POOL);
+    // FNV-1a: stable across builds, unlike the std hasher.
+    let hash = slug.bytes().fold(0x811c_9dc5_u32, |h, byte| (h ^ u32::from(byte)).wrapping_mul(0x0100_0193));
+    let index = hash.wrapping_add(attempt.wrapping_mul(2_654_435_761)) % 4096;
+    let (c, d) = (index / 16, (index % 16) * 16);
+    (format!("{a}.{b}.{c}.{d}/28"), format!("{a}.{b}.{c}.{}", d + 1))
+}
+
 /// The resource names the launch plan gives a slug (`bottle_core::plan` is the source of truth; this
 /// is for callers that launch without a full plan, such as tests).
 pub fn resource_names(slug: &str) -> ResourcePlan {
@@ -259,15 +283,39 @@ impl DockerBottle {
         self.undo.push(Resource::Volume(names.socket_volume.clone()));
         self.check_cancel(spec)?;
 
-        docker
-            .create_network(NetworkCreateRequest {
-                name: names.network.clone(),
-                driver: Some("bridge".into()),
-                labels: Some(spec.labels("egress")),
-                ..Default::default()
-            })
-            .await
-            .map_err(fail(format!("create network `{}`", names.network)))?;
+        // A /28 of our own pool rather than one of the engine's default pools, which hold only
+        // about 30 networks: a machine runs more bottles than that. The first candidate is derived
+        // from the slug; a subnet another network holds is skipped.
+        let mut attempt = 0;
+        loop {
+            let (subnet, gateway) = egress_subnet(&spec.slug, attempt);
+            let created = docker
+                .create_network(NetworkCreateRequest {
+                    name: names.network.clone(),
+                    driver: Some("bridge".into()),
+                    labels: Some(spec.labels("egress")),
+                    ipam: Some(Ipam {
+                        config: Some(vec![IpamConfig {
+                            subnet: Some(subnet),
+                            gateway: Some(gateway),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await;
+            match created {
+                Ok(_) => break,
+                Err(bollard::errors::Error::DockerResponseServerError { status_code, message })
+                    if (status_code == 403 || status_code == 409 || message.contains("overlap"))
+                        && attempt < SUBNET_ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => return Err(fail(format!("create network `{}`", names.network))(e)),
+            }
+        }
         self.undo.push(Resource::Network(names.network.clone()));
         self.check_cancel(spec)?;
 
@@ -609,6 +657,17 @@ pub(crate) fn exec_user(user: ExecUser) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn egress_subnets_are_28s_of_the_pool() {
+        let (subnet, gateway) = egress_subnet("impl-k3j9x2", 0);
+        assert!(subnet.starts_with("10.209.") && subnet.ends_with("/28"), "{subnet}");
+        let base: u8 = subnet.trim_end_matches("/28").rsplit('.').next().unwrap().parse().unwrap();
+        assert_eq!(base % 16, 0);
+        assert_eq!(gateway.rsplit('.').next().unwrap().parse::<u8>().unwrap(), base + 1);
+        assert_ne!(egress_subnet("impl-k3j9x2", 1).0, subnet, "a retry tries another subnet");
+        assert_eq!(egress_subnet("impl-k3j9x2", 0).0, subnet, "stable per slug");
+    }
 
     #[test]
     fn names_follow_the_plan() {
