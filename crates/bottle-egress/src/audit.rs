@@ -73,6 +73,18 @@ pub struct AuditEvent {
     /// Milliseconds from request start to decision.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub elapsed_ms: Option<u64>,
+    /// Git gate: the repository's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// Git gate: the pushed ref updates, as `<ref> <kind> <old>..<new>` (abbreviated ids).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refs: Vec<String>,
+    /// Git gate: how many new commits the push adds (all of them scanned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commits: Option<u64>,
+    /// Git gate: what the upstream said (`accepted`, or its refusal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 impl AuditEvent {
@@ -93,6 +105,10 @@ impl AuditEvent {
             request_headers: None,
             response_headers: None,
             elapsed_ms: None,
+            repo: None,
+            refs: Vec::new(),
+            commits: None,
+            upstream: None,
         }
     }
 }

@@ -1,0 +1,1 @@
+//! The scanner on its own, against repositories built with git.
