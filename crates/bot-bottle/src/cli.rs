@@ -69,6 +69,16 @@ pub enum Command {
     /// Run the boundary probes from inside a bottle (started by the launcher, not by hand)
     #[command(hide = true)]
     Selftest(SelftestArgs),
+    /// The git gate's pre-receive hook (run by git inside the sidecar, not by hand)
+    #[command(hide = true)]
+    GitGateHook(GitGateHookArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GitGateHookArgs {
+    /// The gate's private hook socket
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -38,6 +38,9 @@ fn main() -> ExitCode {
         Command::Sidecar(args) => commands::sidecar::run(&args),
         Command::Relay(args) => commands::relay::run(&args),
         Command::Selftest(args) => commands::selftest::run(&args, &printer),
+        Command::GitGateHook(args) => {
+            Ok(ExitCode::from(u8::try_from(bottle_gitgate::hook::run_client(&args.socket)).unwrap_or(1)))
+        }
     };
     match result {
         Ok(code) => code,

@@ -26,7 +26,7 @@ mod ws;
 
 use std::path::PathBuf;
 
-pub use audit::{AuditLog, verify_chain};
+pub use audit::{AuditError, AuditLog, verify_chain};
 pub use body::Body;
 pub use config::{
     AuthConfig, DlpSettings, EgressConfig, HeaderMatch, HeaderMatchKind, InboundDetector, LogLevel, MatchConfig,
@@ -61,7 +61,7 @@ pub enum EgressError {
     Tls(String),
     /// The audit log could not be opened.
     #[error(transparent)]
-    Audit(#[from] audit::AuditError),
+    Audit(#[from] AuditError),
     /// Binding or accepting on the listener failed.
     #[error("cannot listen on `{addr}`")]
     Listen {

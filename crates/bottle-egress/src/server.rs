@@ -76,6 +76,9 @@ pub struct EgressDeps {
     pub proposals: Arc<dyn ProposalSink>,
     /// The bottle's `audit.jsonl`; `None` logs decisions to `tracing` only.
     pub audit_log: Option<PathBuf>,
+    /// An audit log already open and shared with the bottle's other services (one hash chain);
+    /// takes precedence over `audit_log`.
+    pub audit: Option<Arc<AuditLog>>,
     /// Timeouts and size limits.
     pub limits: Limits,
 }
@@ -83,7 +86,7 @@ pub struct EgressDeps {
 impl EgressDeps {
     /// Deps with the deny-all proposal sink, no audit file and default limits.
     pub fn new(ca: Arc<Ca>, secrets: Secrets) -> Self {
-        Self { ca, secrets, proposals: Arc::new(DenyAll), audit_log: None, limits: Limits::default() }
+        Self { ca, secrets, proposals: Arc::new(DenyAll), audit_log: None, audit: None, limits: Limits::default() }
     }
 }
 
@@ -145,7 +148,7 @@ pub(crate) struct Shared {
     policy: RwLock<Arc<PolicyState>>,
     ca: Arc<Ca>,
     proposals: Arc<dyn ProposalSink>,
-    audit: Option<AuditLog>,
+    audit: Option<Arc<AuditLog>>,
     log_level: LogLevel,
     client: UpstreamClient,
     /// HTTP/1.1-only client for upgrades (WebSocket cannot ride an h2 connection here).
@@ -249,7 +252,10 @@ impl Egress {
         let tls = upstream::tls_config(config.upstream_ca.as_deref(), &[b"h2", b"http/1.1"])?;
         let h1_tls = upstream::tls_config(config.upstream_ca.as_deref(), &[b"http/1.1"])?;
         let connect_timeout = deps.limits.connect_timeout;
-        let audit = deps.audit_log.as_deref().map(AuditLog::open).transpose()?;
+        let audit = match deps.audit {
+            Some(shared) => Some(shared),
+            None => deps.audit_log.as_deref().map(AuditLog::open).transpose()?.map(Arc::new),
+        };
         let shared = Shared {
             policy: RwLock::new(Arc::new(policy)),
             ca: deps.ca,

@@ -23,6 +23,9 @@ pub struct SidecarConfig {
     pub secrets_dir: Option<PathBuf>,
     pub listen: Listen,
     pub egress: EgressConfig,
+    /// The git gate, when the bottle declares `git-gate.repos` (served on `listen.git_gate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_gate: Option<bottle_gitgate::GitGateConfig>,
 }
 
 /// Listen addresses of the sidecar's services.
@@ -30,6 +33,9 @@ pub struct SidecarConfig {
 #[serde(deny_unknown_fields)]
 pub struct Listen {
     pub egress: ListenAddr,
+    /// Where the git gate listens; required when `git_gate` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_gate: Option<ListenAddr>,
     /// For unix sockets: the group that may connect. The socket is given this group and mode 0060,
     /// so members of the group (the relay) can connect and nobody else can — not even a process
     /// that happens to share the sidecar's uid. Without it the socket keeps the umask's mode.

@@ -62,13 +62,25 @@ pub enum SidecarError {
     },
     #[error("egress: {0}")]
     Egress(#[from] bottle_egress::EgressError),
+    #[error("git-gate: {0}")]
+    GitGate(#[from] bottle_gitgate::GitGateError),
+    #[error("the config has `git_gate` but no `listen.git_gate` address")]
+    GitGateListen,
+    #[error("cannot open the audit log: {0}")]
+    Audit(#[from] bottle_egress::AuditError),
+    #[error("cannot find this executable for the git gate's hook: {0}")]
+    HookProgram(#[source] std::io::Error),
 }
+
+/// How one service's serving ended.
+type Served = Result<(), SidecarError>;
 
 /// A sidecar whose listeners are bound and whose services are built, ready to serve.
 #[derive(Debug)]
 pub struct Sidecar {
     egress: Egress,
     egress_listener: EgressListener,
+    git_gate: Option<(bottle_gitgate::GitGate, EgressListener)>,
     config_path: PathBuf,
 }
 
@@ -81,14 +93,37 @@ impl Sidecar {
         let ca_dir = config.state_dir.join("ca");
         let ca = bottle_ca::Ca::load_or_create(&ca_dir).map_err(|source| SidecarError::Ca { path: ca_dir, source })?;
         tracing::info!(slug = %config.slug, ca = %ca.fingerprint_sha256(), "bottle CA ready");
+        // One audit log, one hash chain, for every service of the bottle.
+        let audit = Arc::new(bottle_egress::AuditLog::open(&config.state_dir.join("audit.jsonl"))?);
+        let known_secrets: Vec<bottle_dlp::KnownSecret> = secrets
+            .iter()
+            .map(|(slot, value)| bottle_dlp::KnownSecret::new(slot.clone(), value.expose().as_bytes()))
+            .collect();
         let mut deps = EgressDeps::new(Arc::new(ca), secrets);
-        deps.audit_log = Some(config.state_dir.join("audit.jsonl"));
+        deps.audit = Some(audit.clone());
         let egress = Egress::new(&config.egress, deps)?;
+        let git_gate = match &config.git_gate {
+            None => None,
+            Some(gate_config) => {
+                let addr = config.listen.git_gate.as_ref().ok_or(SidecarError::GitGateListen)?;
+                let hook_program = std::env::current_exe().map_err(SidecarError::HookProgram)?;
+                let mut gate_deps = bottle_gitgate::GitGateDeps::new(hook_program);
+                gate_deps.known_secrets = known_secrets;
+                gate_deps.audit = Some(audit);
+                let gate = bottle_gitgate::GitGate::new(gate_config, gate_deps)?;
+                let listener = addr.bind().await?;
+                if let (ListenAddr::Unix(path), Some(gid)) = (addr, config.listen.socket_group) {
+                    restrict_socket(path, gid)?;
+                }
+                tracing::info!(repos = gate_config.repos.len(), listen = %addr, "git gate ready");
+                Some((gate, listener))
+            }
+        };
         let egress_listener = config.listen.egress.bind().await?;
         if let (ListenAddr::Unix(path), Some(gid)) = (&config.listen.egress, config.listen.socket_group) {
             restrict_socket(path, gid)?;
         }
-        Ok(Self { egress, egress_listener, config_path: config_path.to_path_buf() })
+        Ok(Self { egress, egress_listener, git_gate, config_path: config_path.to_path_buf() })
     }
 
     /// The TCP address egress listens on, when it listens on TCP (tests bind port 0).
@@ -101,10 +136,37 @@ impl Sidecar {
         Reloader { handle: self.egress.handle(), config_path: self.config_path.clone() }
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    /// Serves until `shutdown` resolves, then drains in-flight requests. If one service fails the
+    /// other is stopped too: a half-running sidecar would look healthy.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), SidecarError> {
-        self.egress.serve(self.egress_listener, shutdown).await?;
-        Ok(())
+        let Some((gate, gate_listener)) = self.git_gate else {
+            self.egress.serve(self.egress_listener, shutdown).await?;
+            return Ok(());
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let egress = self.egress.serve(self.egress_listener, stopped(stop_rx.clone()));
+        let gate = gate.serve(gate_listener, stopped(stop_rx));
+        tokio::pin!(egress, gate, shutdown);
+        let (mut egress_done, mut gate_done): (Option<Served>, Option<Served>) = (None, None);
+        tokio::select! {
+            () = &mut shutdown => {}
+            r = &mut egress => egress_done = Some(r.map_err(SidecarError::from)),
+            r = &mut gate => gate_done = Some(r.map_err(SidecarError::from)),
+        }
+        // Whichever ended (or the shutdown) stops the other.
+        let _ = stop_tx.send(true);
+        let egress_result = match egress_done {
+            Some(r) => r,
+            None => egress.await.map_err(SidecarError::from),
+        };
+        let gate_result = match gate_done {
+            Some(r) => r,
+            None => gate.await.map_err(SidecarError::from),
+        };
+        egress_result.and(gate_result)
     }
 }
 

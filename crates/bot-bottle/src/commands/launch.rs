@@ -17,10 +17,11 @@ use anyhow::{Context as _, bail};
 use bottle_backend::docker::DockerBackend;
 use bottle_backend::image::{BuildMode, ImageBuilder, ImageRecipe};
 use bottle_backend::{Backend, Bottle, ExecUser, GuestFile, LaunchInputs, Progress};
-use bottle_core::plan::{GUEST_CA_PATH, GUEST_HOME, LaunchPlan, SecretSource};
+use bottle_core::plan::{GUEST_CA_PATH, GUEST_HOME, LaunchPlan, RepoKeyPlan, SecretSource};
 use bottle_core::spec::AgentSpec;
 use bottle_core::{BackendKind, Diagnostic};
 use bottle_egress::{AuthConfig, DlpSettings, EgressConfig, MatchConfig, RouteConfig};
+use bottle_gitgate::{GitGateConfig, RepoConfig};
 use bottle_sidecar::{Listen, SidecarConfig};
 use bottle_state::{BottleState, Metadata};
 
@@ -62,6 +63,7 @@ pub fn run(
             .into());
         }
     }
+    let key_files = read_git_keys(plan)?;
     let upstream_ca = plan
         .egress
         .upstream_ca
@@ -118,6 +120,7 @@ pub fn run(
         backend: &backend,
         values,
         upstream_ca,
+        key_files,
         agent_image,
         sidecar_image,
         runtime: preflight.runtime.clone(),
@@ -334,6 +337,7 @@ struct LaunchParts<'a> {
     backend: &'a DockerBackend,
     values: SecretValues,
     upstream_ca: Option<Vec<u8>>,
+    key_files: Vec<(String, Vec<u8>)>,
     agent_image: String,
     sidecar_image: String,
     runtime: String,
@@ -357,6 +361,7 @@ impl Launch<'_> {
             backend,
             values,
             upstream_ca,
+            key_files,
             agent_image,
             sidecar_image,
             runtime,
@@ -402,8 +407,10 @@ impl Launch<'_> {
             listen: Listen {
                 egress: layout.egress_listen.parse().context("the backend's egress address")?,
                 socket_group: layout.socket_group,
+                git_gate: (!plan.git_gate.repos.is_empty()).then(|| layout.git_gate_listen.parse()).transpose()?,
             },
             egress: egress_config(plan, upstream_ca.as_ref().map(|_| layout.upstream_ca.clone()))?,
+            git_gate: git_gate_config(plan, &layout),
         };
         let mut agent_env: Vec<(String, String)> = vec![
             ("HOME".into(), GUEST_HOME.into()),
@@ -426,8 +433,8 @@ impl Launch<'_> {
                     sidecar_config: serde_json::to_vec_pretty(&config)?,
                     secrets: values.sidecar,
                     upstream_ca,
-                    key_files: Vec::new(),
-                    git_gate: false,
+                    key_files,
+                    git_gate: !plan.git_gate.repos.is_empty(),
                     agent_env,
                     agent_image,
                     sidecar_image,
@@ -550,6 +557,63 @@ fn gitconfig(plan: &LaunchPlan) -> String {
         s.push_str(&format!("[url {}]\n\tinsteadOf = {}\n", quote(&repo.gate_url), quote(&repo.url)));
     }
     s
+}
+
+/// The SSH key of every git-gate repo, read before anything is created. Keys go to the sidecar
+/// only, as files named after the repo.
+fn read_git_keys(plan: &LaunchPlan) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut keys = Vec::new();
+    for repo in &plan.git_gate.repos {
+        match &repo.key {
+            RepoKeyPlan::Identity { path } => {
+                let key = std::fs::read(path).map_err(|e| {
+                    Diagnostic::new(format!(
+                        "git-gate repo `{}`: cannot read its identity `{}`: {e}",
+                        repo.name,
+                        path.display()
+                    ))
+                    .at(repo.from.location.clone())
+                    .key(format!("git-gate.repos.{}.identity", repo.name))
+                    .hint("point `identity` at the SSH private key for this upstream (readable by you)")
+                })?;
+                keys.push((repo.name.clone(), key));
+            }
+            RepoKeyPlan::Provisioned { provider, .. } => {
+                return Err(Diagnostic::new(format!(
+                    "git-gate repo `{}`: deploy keys provisioned through `{provider}` cannot be launched yet",
+                    repo.name
+                ))
+                .at(repo.from.location.clone())
+                .key(format!("git-gate.repos.{}.provisioned_key", repo.name))
+                .hint("give the repo an `identity` (the path of an SSH private key) instead")
+                .into());
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// The git gate's config: one mirror per declared repo, its key where the backend puts it.
+fn git_gate_config(plan: &LaunchPlan, layout: &bottle_backend::SidecarLayout) -> Option<GitGateConfig> {
+    if plan.git_gate.repos.is_empty() {
+        return None;
+    }
+    Some(GitGateConfig {
+        repos: plan
+            .git_gate
+            .repos
+            .iter()
+            .map(|r| RepoConfig {
+                name: r.name.clone(),
+                url: r.url.clone(),
+                identity_file: layout.keys_dir.join(&r.name),
+                host_key: r.host_key.clone(),
+                push_refs: r.push_refs.clone(),
+            })
+            .collect(),
+        mirrors_dir: layout.mirrors_dir.clone(),
+        limits: bottle_gitgate::GateLimits::default(),
+    })
 }
 
 /// The proxy's config from the plan's egress section.

@@ -3,6 +3,7 @@
 mod cli;
 mod escape;
 mod fixtures;
+mod gitgate;
 mod lifecycle;
 mod secrets;
 mod sidecar;

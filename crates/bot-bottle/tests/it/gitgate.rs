@@ -1,0 +1,217 @@
+//! The git gate inside a real bottle: a real `sshd` on the host serves the upstream with a key only
+//! the sidecar holds; the agent clones, fetches and pushes with the URL it knows, and a push with a
+//! secret is refused before anything reaches the upstream.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::lifecycle::{Home, images_ready, leftovers};
+
+/// A throwaway `sshd` on a random port, serving as root with one authorized key.
+struct Sshd {
+    child: Child,
+    port: u16,
+    host_key_pub: String,
+    client_key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("runs");
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn keygen(path: &Path) {
+    run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "bot-bottle-test", "-f"]).arg(path));
+}
+
+impl Sshd {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host_key = dir.path().join("host_key");
+        let client_key = dir.path().join("client_key");
+        keygen(&host_key);
+        keygen(&client_key);
+        std::fs::copy(client_key.with_extension("pub"), dir.path().join("authorized_keys")).expect("authorize");
+        std::fs::create_dir_all("/run/sshd").expect("privsep dir");
+        let port = std::net::TcpListener::bind("0.0.0.0:0").expect("free port").local_addr().expect("addr").port();
+        let config = dir.path().join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 0.0.0.0\nHostKey {}\nAuthorizedKeysFile {}\nPermitRootLogin prohibit-password\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile {}\n",
+                host_key.display(),
+                dir.path().join("authorized_keys").display(),
+                dir.path().join("sshd.pid").display()
+            ),
+        )
+        .expect("config");
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sshd (apt install openssh-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let host_key_pub = std::fs::read_to_string(host_key.with_extension("pub")).expect("host key");
+        let host_key_pub = host_key_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        Self { child, port, host_key_pub, client_key, _dir: dir }
+    }
+}
+
+fn gateway() -> String {
+    let out = Command::new("docker")
+        .args(["network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"])
+        .output()
+        .expect("docker CLI");
+    let gw = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if gw.is_empty() { "172.17.0.1".to_owned() } else { gw }
+}
+
+/// A bare upstream with one commit on `main`.
+fn upstream(dir: &Path) -> PathBuf {
+    let bare = dir.join("up.git");
+    run(Command::new("git").args(["init", "-q", "--bare", "-b", "main"]).arg(&bare));
+    let work = dir.join("seed");
+    run(Command::new("git").args(["init", "-q", "-b", "main"]).arg(&work));
+    std::fs::write(work.join("README.md"), "upstream\n").expect("write");
+    let git = |args: &[&str]| {
+        run(Command::new("git")
+            .arg("-C")
+            .arg(&work)
+            .args(["-c", "user.name=Up", "-c", "user.email=up@example.com"])
+            .args(args))
+    };
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "initial"]);
+    git(&["push", "-q", bare.to_str().expect("utf-8 path"), "main"]);
+    bare
+}
+
+fn upstream_head(bare: &Path) -> String {
+    run(Command::new("git").arg("--git-dir").arg(bare).args(["rev-parse", "main"])).trim().to_owned()
+}
+
+#[test]
+fn the_agent_clones_fetches_and_pushes_through_the_gate_and_secrets_stay_out() {
+    images_ready();
+    let _engine = crate::engine_shared();
+    let sshd = Sshd::start();
+    let up_dir = tempfile::tempdir().expect("tempdir");
+    let bare = upstream(up_dir.path());
+    let url = format!("ssh://root@{}:{}{}", gateway(), sshd.port, bare.display());
+
+    let home = Home::new();
+    std::fs::write(
+        home.path().join("bottles/gated.md"),
+        format!(
+            "---\nagent_provider:\n  template: shell\ngit-gate:\n  user:\n    name: Gate Agent\n    email: gate@example.com\n  \
+             repos:\n    up:\n      url: {url}\n      identity: {}\n      host_key: {}\n---\n",
+            sshd.client_key.display(),
+            sshd.host_key_pub
+        ),
+    )
+    .expect("bottle");
+    std::fs::write(home.path().join("agents/gated.md"), "---\nbottle: gated\n---\nPush carefully.\n").expect("agent");
+    let slug = format!("gate-{}", std::process::id());
+    let out = home.cmd().args(["start", "gated", "--yes", "--detach", "--label", &slug]).output().expect("runs");
+    assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
+
+    let exec = |script: &str| {
+        let out = home.cmd().args(["exec", &slug, "--", "bash", "-c", script]).output().expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let mut failures = Vec::new();
+    let mut check = |name: &str, ok: bool, detail: &str| {
+        eprintln!("{:<48} {}", name, if ok { "ok" } else { "FAILED" });
+        if !ok {
+            failures.push(format!("{name}: {detail}"));
+        }
+    };
+
+    let (code, out, err) = exec(&format!("git clone -q {url} work && cat work/README.md"));
+    check("clone through the gate", code == Some(0) && out.contains("upstream"), &format!("{out}{err}"));
+
+    let before = upstream_head(&bare);
+    let (code, _, err) = exec(
+        "cd work && echo clean > notes.txt && git add . && git commit -qm 'clean change' && git push -q origin main",
+    );
+    let after = upstream_head(&bare);
+    check("clean push lands upstream", code == Some(0) && after != before, &err);
+
+    let secret = "AKIAQWERTYUIOPASDFGH";
+    let (code, out, err) = exec(&format!(
+        "cd work && echo 'aws_key = {secret}' > config.py && git add . && git commit -qm 'add config' && git push origin main"
+    ));
+    let text = format!("{out}{err}");
+    check("a pushed secret is refused", code != Some(0), &text);
+    check(
+        "the refusal names the rule and file",
+        text.contains("aws-access-key-id") && text.contains("config.py"),
+        &text,
+    );
+    check("the refusal does not echo the value", !text.contains(secret), &text);
+    check("nothing reached the upstream", upstream_head(&bare) == after, "upstream moved");
+
+    // A commit pushed upstream out of band is seen by the agent's next fetch (the mirror refreshes).
+    let seed = up_dir.path().join("seed");
+    run(Command::new("git").arg("-C").arg(&seed).args(["pull", "-q", bare.to_str().expect("utf-8"), "main"]));
+    std::fs::write(seed.join("oob.txt"), "out of band\n").expect("write");
+    run(Command::new("git").arg("-C").arg(&seed).args(["add", "oob.txt"]));
+    run(Command::new("git").arg("-C").arg(&seed).args([
+        "-c",
+        "user.name=Up",
+        "-c",
+        "user.email=up@example.com",
+        "commit",
+        "-qm",
+        "oob file",
+    ]));
+    run(Command::new("git").arg("-C").arg(&seed).args(["push", "-q", bare.to_str().expect("utf-8"), "main"]));
+    let (code, out, err) = exec("cd work && git fetch -q origin && git log --format=%s origin/main | head -n 3");
+    check(
+        "fetch sees an out-of-band upstream commit",
+        code == Some(0) && out.contains("oob file"),
+        &format!("{out}{err}"),
+    );
+
+    // The key never reaches the agent: search everything the agent can read for a piece of it.
+    let key = std::fs::read_to_string(&sshd.client_key).expect("key");
+    let line = key.lines().nth(2).expect("key body line");
+    let piece = &line[..24];
+    let pattern = format!("{}[{}]{}", &piece[..4], &piece[4..5], &piece[5..]);
+    let (_, out, _) = exec(&format!(
+        "grep -rsl -- '{pattern}' /proc/[0-9]*/environ /proc/[0-9]*/cmdline /etc /home /run /opt /tmp /var /root 2>/dev/null; \
+         env | grep -c -- '{pattern}'; echo done"
+    ));
+    check("the agent cannot find the upstream key", out.trim_end().ends_with("0\ndone") && !out.contains('/'), &out);
+
+    // Upstream down: fetch fails closed, with a message naming the gate.
+    drop(sshd);
+    let (code, out, err) = exec("cd work && git fetch origin");
+    check("upstream down: fetch fails closed", code != Some(0) && format!("{out}{err}").contains("git-gate"), &err);
+
+    let stop = home.cmd().args(["stop", &slug]).output().expect("runs");
+    assert!(stop.status.success(), "stop: {}", String::from_utf8_lossy(&stop.stderr));
+    assert_eq!(leftovers(&slug), Vec::<String>::new());
+    assert!(failures.is_empty(), "git-gate checks failed:\n{}", failures.join("\n"));
+}
