@@ -163,7 +163,7 @@ fn the_agent_clones_fetches_and_pushes_through_the_gate_and_secrets_stay_out() {
         "cd work && echo 'aws_key = {secret}' > config.py && git add . && git commit -qm 'add config' && git push origin main"
     ));
     let text = format!("{out}{err}");
-    check("a pushed secret is refused", code != Some(0), &text);
+    check("a pushed secret is refused", code != Some(0) && text.contains("secret(s) found in the new commits"), &text);
     check(
         "the refusal names the rule and file",
         text.contains("aws-access-key-id") && text.contains("config.py"),
@@ -171,6 +171,52 @@ fn the_agent_clones_fetches_and_pushes_through_the_gate_and_secrets_stay_out() {
     );
     check("the refusal does not echo the value", !text.contains(secret), &text);
     check("nothing reached the upstream", upstream_head(&bare) == after, "upstream moved");
+
+    // Every way a secret can ride a push, each refused with the upstream untouched.
+    let token = "ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8";
+    let reset = "cd work && git reset -q --hard origin/main && git clean -qfd";
+    let cases = [
+        ("secret in a modified line", format!("sed -i '1s/$/ {token}/' README.md && git commit -qam 'tweak readme'")),
+        ("secret in a commit message", format!("git commit -q --allow-empty -m 'deploy with {token}'")),
+        ("secret in a file name", format!("touch '{secret}.txt' && git add . && git commit -qm 'add file'")),
+        (
+            "secret deep in a 20-commit push",
+            format!(
+                "for i in $(seq 1 20); do if [ $i = 7 ]; then echo 'k={token}' > f$i.txt; else echo $i > f$i.txt; fi; \
+                 git add f$i.txt && git commit -qm c$i; done"
+            ),
+        ),
+        (
+            "secret in a merge commit",
+            format!(
+                "git checkout -qb side && echo side > side.txt && git add side.txt && git commit -qm side && \
+                 git checkout -q main && git merge -q --no-ff side -m merge && echo 'k={token}' > evil.txt && \
+                 git add evil.txt && git commit -q --amend --no-edit"
+            ),
+        ),
+    ];
+    for (name, change) in &cases {
+        let (code, out, err) = exec(&format!("{reset} && {change} && git push origin HEAD:main"));
+        let text = format!("{out}{err}");
+        let refused = code != Some(0)
+            && text.contains("secret(s) found in the new commits")
+            && !text.contains(token)
+            && upstream_head(&bare) == after;
+        check(name, refused, &text);
+    }
+    let (code, _, err) = exec(&format!("{reset} && git commit -q --amend -m rewritten && git push -f origin main"));
+    let by_policy = |err: &str| err.contains("refused by the ref policy");
+    check(
+        "force-push to the default branch refused",
+        code != Some(0) && by_policy(&err) && upstream_head(&bare) == after,
+        &err,
+    );
+    let (code, _, err) = exec(&format!("{reset} && git push origin :main"));
+    check(
+        "deleting the default branch refused",
+        code != Some(0) && by_policy(&err) && upstream_head(&bare) == after,
+        &err,
+    );
 
     // A commit pushed upstream out of band is seen by the agent's next fetch (the mirror refreshes).
     let seed = up_dir.path().join("seed");
@@ -194,6 +240,25 @@ fn the_agent_clones_fetches_and_pushes_through_the_gate_and_secrets_stay_out() {
         &format!("{out}{err}"),
     );
 
+    // A secret already in upstream history is not flagged again when the agent edits that file.
+    std::fs::write(seed.join("legacy.env"), format!("OLD_TOKEN={token}\nother=1\n")).expect("write");
+    run(Command::new("git").arg("-C").arg(&seed).args(["add", "legacy.env"]));
+    run(Command::new("git").arg("-C").arg(&seed).args([
+        "-c",
+        "user.name=Up",
+        "-c",
+        "user.email=up@example.com",
+        "commit",
+        "-qm",
+        "legacy",
+    ]));
+    run(Command::new("git").arg("-C").arg(&seed).args(["push", "-q", bare.to_str().expect("utf-8"), "main"]));
+    let (code, _, err) = exec(
+        "cd work && git fetch -q origin && git reset -q --hard origin/main && sed -i 's/other=1/other=2/' legacy.env && \
+         git commit -qam 'touch legacy' && git push -q origin main",
+    );
+    check("a secret already upstream is not re-flagged", code == Some(0), &err);
+
     // The key never reaches the agent: search everything the agent can read for a piece of it.
     let key = std::fs::read_to_string(&sshd.client_key).expect("key");
     let line = key.lines().nth(2).expect("key body line");
@@ -205,10 +270,38 @@ fn the_agent_clones_fetches_and_pushes_through_the_gate_and_secrets_stay_out() {
     ));
     check("the agent cannot find the upstream key", out.trim_end().ends_with("0\ndone") && !out.contains('/'), &out);
 
+    // A pinned host key that is not the upstream's: nothing is fetched (no trust on first use).
+    let wrong_dir = tempfile::tempdir().expect("tempdir");
+    keygen(&wrong_dir.path().join("other"));
+    let wrong = std::fs::read_to_string(wrong_dir.path().join("other.pub")).expect("key");
+    let wrong = wrong.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    std::fs::write(
+        home.path().join("bottles/wrongkey.md"),
+        format!(
+            "---\nagent_provider:\n  template: shell\ngit-gate:\n  repos:\n    up:\n      url: {url}\n      identity: {}\n      \
+             host_key: {wrong}\n---\n",
+            sshd.client_key.display()
+        ),
+    )
+    .expect("bottle");
+    let other = format!("{slug}-wk");
+    let out = home
+        .cmd()
+        .args(["start", "gated", "--bottle", "wrongkey", "--yes", "--detach", "--label", &other])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
+    let clone = home.cmd().args(["exec", &other, "--", "git", "clone", "-q", &url, "w"]).output().expect("runs");
+    let err = String::from_utf8_lossy(&clone.stderr).into_owned();
+    let _ = home.cmd().args(["stop", &other]).output();
+    check("a wrong pinned host key is refused", !clone.status.success() && err.contains("git-gate"), &err);
+
     // Upstream down: fetch fails closed, with a message naming the gate.
     drop(sshd);
     let (code, out, err) = exec("cd work && git fetch origin");
     check("upstream down: fetch fails closed", code != Some(0) && format!("{out}{err}").contains("git-gate"), &err);
+    let (code, _, err) = exec("cd work && git commit -q --allow-empty -m later && git push origin main");
+    check("upstream down: push fails closed", code != Some(0) && err.contains("git-gate"), &err);
 
     let stop = home.cmd().args(["stop", &slug]).output().expect("runs");
     assert!(stop.status.success(), "stop: {}", String::from_utf8_lossy(&stop.stderr));
