@@ -70,6 +70,12 @@ pub struct SidecarLayout {
     pub keys_dir: PathBuf,
     /// The git-gate config's `mirrors_dir`.
     pub mirrors_dir: PathBuf,
+    /// The config's `listen.supervise` (the MCP server the relay exposes on `127.0.0.1:9100`).
+    pub supervise_listen: String,
+    /// The config's `listen.control` (published to the host's loopback only).
+    pub control_listen: String,
+    /// Where the sidecar finds [`LaunchInputs::control_token`].
+    pub control_token_file: PathBuf,
 }
 
 /// Everything a launch needs besides the plan, prepared by the launcher. Secret values travel here
@@ -85,6 +91,9 @@ pub struct LaunchInputs {
     pub key_files: Vec<(String, Vec<u8>)>,
     /// Whether the sidecar serves a git-gate the agent must reach (`127.0.0.1:9420`).
     pub git_gate: bool,
+    /// The control API's bearer token; when set, the sidecar serves supervise (MCP for the agent
+    /// on `127.0.0.1:9100`, the control API published to the host's loopback).
+    pub control_token: Option<Vec<u8>>,
     /// The agent's environment.
     pub agent_env: Vec<(String, String)>,
     pub agent_image: String,
@@ -116,6 +125,11 @@ impl std::fmt::Debug for LaunchInputs {
 pub trait Bottle: Send {
     /// The bottle's slug, which also names its state directory.
     fn slug(&self) -> &Slug;
+
+    /// Where the host reaches the sidecar's control API, when the bottle has one.
+    fn control_addr(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
 
     /// The host command line that runs `argv` as the agent user inside the bottle, with a terminal
     /// when `tty` is set (e.g. `docker exec -it …`, `smolvm machine exec …`). For callers that hand

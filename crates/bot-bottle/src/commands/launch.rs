@@ -435,6 +435,7 @@ impl Launch<'_> {
                     upstream_ca,
                     key_files,
                     git_gate: !plan.git_gate.repos.is_empty(),
+                    control_token: None,
                     agent_env,
                     agent_image,
                     sidecar_image,

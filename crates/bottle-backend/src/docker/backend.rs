@@ -25,8 +25,8 @@ use tokio::runtime::Runtime;
 use super::undo::{Resource, Undo};
 use super::{
     AGENT_UID, DockerBottle, EGRESS_SOCKET, GIT_GATE_SOCKET, LABEL_ROLE, LABEL_SLUG, LaunchSpec, RELAY_ID,
-    SIDECAR_KEYS_DIR, SIDECAR_MIRRORS_DIR, SIDECAR_SECRET_FILES_DIR, SIDECAR_STATE_DIR, SIDECAR_UPSTREAM_CA, exec_user,
-    resource_names,
+    SIDECAR_CONTROL_TOKEN, SIDECAR_KEYS_DIR, SIDECAR_MIRRORS_DIR, SIDECAR_SECRET_FILES_DIR, SIDECAR_STATE_DIR,
+    SIDECAR_UPSTREAM_CA, SUPERVISE_SOCKET, exec_user, resource_names,
 };
 use crate::backend::{LaunchInputs, SidecarLayout};
 use crate::{
@@ -242,6 +242,9 @@ impl Backend for DockerBackend {
             git_gate_listen: format!("unix:{GIT_GATE_SOCKET}"),
             keys_dir: SIDECAR_KEYS_DIR.into(),
             mirrors_dir: SIDECAR_MIRRORS_DIR.into(),
+            supervise_listen: format!("unix:{SUPERVISE_SOCKET}"),
+            control_listen: format!("tcp:0.0.0.0:{}", bottle_core::plan::CONTROL_PORT),
+            control_token_file: SIDECAR_CONTROL_TOKEN.into(),
         }
     }
 
@@ -282,6 +285,14 @@ impl Backend for DockerBackend {
         spec.secret_files = inputs.secrets;
         spec.upstream_ca = inputs.upstream_ca;
         spec.key_files = inputs.key_files;
+        if let Some(token) = inputs.control_token {
+            spec.control_token = Some(token);
+            spec.control_port = Some(bottle_core::plan::CONTROL_PORT);
+            spec.relay_maps.push(crate::relay::RelayMap {
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], bottle_core::plan::SUPERVISE_PORT)),
+                target: SUPERVISE_SOCKET.into(),
+            });
+        }
         if inputs.git_gate {
             spec.relay_maps.push(crate::relay::RelayMap {
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], bottle_core::plan::GIT_GATE_PORT)),
@@ -323,7 +334,14 @@ impl Backend for DockerBackend {
         undo.push(Resource::Network(names.network.clone()));
         undo.push(Resource::Container(names.sidecar.clone()));
         undo.push(Resource::Container(names.agent.clone()));
-        let bottle = DockerBottle { engine: self.engine.clone(), slug: slug.to_owned(), resources: names, undo };
+        let mut bottle = DockerBottle {
+            engine: self.engine.clone(),
+            slug: slug.to_owned(),
+            resources: names,
+            undo,
+            control_addr: None,
+        };
+        bottle.control_addr = self.rt.block_on(bottle.published_port(bottle_core::plan::CONTROL_PORT))?;
         Ok(Box::new(DockerHandle { rt: self.rt.clone(), slug: parsed, bottle }))
     }
 
@@ -539,6 +557,10 @@ pub struct DockerHandle {
 impl Bottle for DockerHandle {
     fn slug(&self) -> &Slug {
         &self.slug
+    }
+
+    fn control_addr(&self) -> Option<std::net::SocketAddr> {
+        self.bottle.control_addr()
     }
 
     fn agent_argv(&self, argv: &[String], tty: bool) -> Vec<String> {

@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Ipam, IpamConfig, Mount, MountType, NetworkCreateRequest, VolumeCreateRequest,
+    ContainerCreateBody, HostConfig, Ipam, IpamConfig, Mount, MountType, NetworkCreateRequest, PortBinding,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder, UploadToContainerOptionsBuilder};
 use bottle_core::plan::{EGRESS_PORT, ResourcePlan};
@@ -54,6 +55,10 @@ pub const SIDECAR_STATE_DIR: &str = "/var/lib/bot-bottle/state";
 /// Where the secret files of [`LaunchSpec::secret_files`] land in the sidecar (the launcher's
 /// `secrets_dir`).
 pub const SIDECAR_SECRET_FILES_DIR: &str = "/etc/bot-bottle/secrets";
+/// Where the control API's token lands in the sidecar.
+pub const SIDECAR_CONTROL_TOKEN: &str = "/etc/bot-bottle/control-token";
+/// The supervise (MCP) socket, as both containers see it.
+pub const SUPERVISE_SOCKET: &str = "/run/bot-bottle/sock/supervise.sock";
 /// Where [`LaunchSpec::key_files`] land in the sidecar.
 pub const SIDECAR_KEYS_DIR: &str = "/etc/bot-bottle/keys";
 /// The git-gate's socket, as both containers see it.
@@ -113,6 +118,10 @@ pub struct LaunchSpec {
     /// Private files for the sidecar alone (git-gate keys), copied like the secrets under
     /// `/etc/bot-bottle/keys/` as 0600 files owned by the sidecar's user: (name, contents).
     pub key_files: Vec<(String, Vec<u8>)>,
+    /// The control API's bearer token, copied to [`SIDECAR_CONTROL_TOKEN`] (0600).
+    pub control_token: Option<Vec<u8>>,
+    /// The sidecar's control port to publish on the host's 127.0.0.1 (a random host port).
+    pub control_port: Option<u16>,
     /// The host state directory, mounted read-write at [`SIDECAR_STATE_DIR`] (its `ca/` and
     /// `audit.jsonl`). The sidecar runs as the directory's owner so what it writes stays the user's.
     pub state_dir: Option<PathBuf>,
@@ -155,6 +164,8 @@ impl LaunchSpec {
             secret_files: Vec::new(),
             upstream_ca: None,
             key_files: Vec::new(),
+            control_token: None,
+            control_port: None,
             state_dir: None,
             sidecar_user: None,
             agent_env: Vec::new(),
@@ -220,6 +231,8 @@ pub struct DockerBottle {
     slug: String,
     resources: ResourcePlan,
     undo: Undo,
+    /// The control API on the host, once the sidecar publishes it.
+    control_addr: Option<std::net::SocketAddr>,
 }
 
 /// Creates and starts the bottle described by `spec`; on any error everything already created is
@@ -230,6 +243,7 @@ pub async fn launch(engine: &Engine, spec: &LaunchSpec) -> Result<DockerBottle, 
         slug: spec.slug.clone(),
         resources: spec.resources.clone(),
         undo: Undo::default(),
+        control_addr: None,
     };
     match bottle.build(spec).await {
         Ok(()) => Ok(bottle),
@@ -252,6 +266,30 @@ impl DockerBottle {
     /// The names of the bottle's resources.
     pub fn resources(&self) -> &ResourcePlan {
         &self.resources
+    }
+
+    /// The sidecar's control API on the host's loopback, when it is published.
+    pub fn control_addr(&self) -> Option<std::net::SocketAddr> {
+        self.control_addr
+    }
+
+    /// Reads the host port the engine gave the sidecar's `container_port`.
+    async fn published_port(&self, container_port: u16) -> Result<Option<std::net::SocketAddr>, Error> {
+        let inspect =
+            self.engine.docker().inspect_container(&self.resources.sidecar, None).await.map_err(|source| {
+                Error::Launch {
+                    slug: self.slug.clone(),
+                    action: format!("inspect container `{}`", self.resources.sidecar),
+                    source: Box::new(source),
+                }
+            })?;
+        let port = inspect
+            .network_settings
+            .and_then(|n| n.ports)
+            .and_then(|p| p.get(&format!("{container_port}/tcp")).cloned().flatten())
+            .and_then(|b| b.into_iter().find_map(|b| b.host_port))
+            .and_then(|p| p.parse::<u16>().ok());
+        Ok(port.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p))))
     }
 
     async fn build(&mut self, spec: &LaunchSpec) -> Result<(), Error> {
@@ -328,7 +366,17 @@ impl DockerBottle {
             mount.read_only = Some(false);
             sidecar_mounts.push(mount);
         }
+        // The control API is published on the host's loopback only, on a port the engine picks; the
+        // agent has no network, so it cannot reach it either way.
+        let control = spec.control_port.map(|port| format!("{port}/tcp"));
+        let port_bindings = control.as_ref().map(|key| {
+            HashMap::from([(
+                key.clone(),
+                Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
+            )])
+        });
         let sidecar = ContainerCreateBody {
+            exposed_ports: control.clone().map(|key| vec![key]),
             image: Some(spec.sidecar_image.clone()),
             user: Some(format!("{sidecar_uid}:{sidecar_gid}")),
             entrypoint: Some(vec![crate::image::SIDECAR_BINARY_PATH.into()]),
@@ -339,6 +387,7 @@ impl DockerBottle {
                 mounts: Some(sidecar_mounts),
                 // Membership of the relay's group lets it hand its sockets to that group.
                 group_add: Some(vec![RELAY_ID.to_string()]),
+                port_bindings,
                 cap_drop: Some(vec!["ALL".into()]),
                 security_opt: Some(vec!["no-new-privileges".into()]),
                 memory: Some(spec.limits.sidecar_memory_bytes),
@@ -401,6 +450,7 @@ impl DockerBottle {
             config: &spec.sidecar_config,
             secrets: &spec.secret_files,
             keys: &spec.key_files,
+            control_token: spec.control_token.as_deref(),
             upstream_ca: spec.upstream_ca.as_deref(),
             owner: (sidecar_uid, sidecar_gid),
         };
@@ -423,7 +473,11 @@ impl DockerBottle {
         sidecar_started?;
         agent_started?;
         self.check_cancel(spec)?;
-        self.wait_ready(spec).await
+        self.wait_ready(spec).await?;
+        if let Some(port) = spec.control_port {
+            self.control_addr = self.published_port(port).await?;
+        }
+        Ok(())
     }
 
     fn check_cancel(&self, spec: &LaunchSpec) -> Result<(), Error> {
@@ -601,6 +655,7 @@ struct SidecarFiles<'a> {
     config: &'a [u8],
     secrets: &'a [(String, Vec<u8>)],
     keys: &'a [(String, Vec<u8>)],
+    control_token: Option<&'a [u8]>,
     upstream_ca: Option<&'a [u8]>,
     /// uid, gid of the sidecar's user, who must own all of it.
     owner: (u32, u32),
@@ -632,6 +687,9 @@ fn config_tar(files: &SidecarFiles<'_>) -> std::io::Result<Vec<u8>> {
     add("bot-bottle/sidecar.json", 0o600, Some(files.config))?;
     if let Some(ca) = files.upstream_ca {
         add("bot-bottle/upstream-ca.pem", 0o644, Some(ca))?;
+    }
+    if let Some(token) = files.control_token {
+        add("bot-bottle/control-token", 0o600, Some(token))?;
     }
     for (dir, entries) in [("secrets", files.secrets), ("keys", files.keys)] {
         if entries.is_empty() {
@@ -681,7 +739,14 @@ mod tests {
     #[test]
     fn config_tar_is_private() {
         let secrets = vec![("T".to_owned(), b"v".to_vec())];
-        let files = SidecarFiles { config: b"{}", secrets: &secrets, keys: &[], upstream_ca: None, owner: (7, 8) };
+        let files = SidecarFiles {
+            config: b"{}",
+            secrets: &secrets,
+            keys: &[],
+            control_token: None,
+            upstream_ca: None,
+            owner: (7, 8),
+        };
         let bytes = config_tar(&files).unwrap();
         let mut archive = tar::Archive::new(bytes.as_slice());
         let modes: Vec<(String, u32)> = archive
