@@ -175,6 +175,8 @@ struct Change {
     path: Vec<u8>,
     /// The path is new against every parent (added, copied or renamed to).
     added_path: bool,
+    /// The new version is a file of ours (not a submodule's commit).
+    content: bool,
 }
 
 /// A new commit: id and raw object (headers and message) once read.
@@ -182,6 +184,12 @@ struct Change {
 struct Commit {
     id: Arc<str>,
 }
+
+/// File versions with findings, by blob id.
+type FlaggedVersions = HashMap<Arc<str>, Flagged>;
+
+/// File versions not scanned: blob id, size, why.
+type SkippedVersions = Vec<(Arc<str>, u64, SkipReason)>;
 
 /// A blob version with findings, kept for the precise pass.
 #[derive(Debug)]
@@ -229,9 +237,9 @@ impl Scanner {
         let Tips { commits: commit_tips, loose } = run.peel_tips(request.tips)?;
         let commits = run.new_commits(&commit_tips, request.exclude)?;
         run.report.commits = commits.len();
-        let changes = if commits.is_empty() { Vec::new() } else { run.changes(&commits)? };
+        let (changes, flagged) =
+            if commits.is_empty() { (Vec::new(), HashMap::new()) } else { run.changes_and_objects(&commits)? };
         run.scan_file_names(&commits, &changes);
-        let flagged = run.scan_objects(&commits, &changes)?;
         if !flagged.is_empty() {
             run.place_findings(&commits, &changes, &flagged)?;
         }
@@ -362,80 +370,116 @@ impl Run<'_, '_> {
             .collect()
     }
 
-    /// Every path each commit changes, from one `diff-tree --stdin` stream.
-    fn changes(&self, commits: &[Commit]) -> Result<Vec<Change>, ScanError> {
-        let mut cmd = self.git();
-        cmd.args(["diff-tree", "--stdin", "-r", "-M", "-c", "--raw", "-z", "--no-abbrev", "--root"]);
-        let mut started = self.procs.spawn(cmd, "diff-tree", true)?;
-        let ids: Vec<Arc<str>> = commits.iter().map(|c| c.id.clone()).collect();
-        let writer = feed_lines(started.stdin.take(), ids.iter().map(ToString::to_string).collect());
+    /// The fast path, pipelined: `diff-tree` lists what each commit changes while `cat-file`
+    /// already streams the commits and each new file version (first sighting, in commit order, which
+    /// keeps git's delta chains warm) to this thread for scanning. Returns the changes and the
+    /// versions with findings.
+    fn changes_and_objects(&mut self, commits: &[Commit]) -> Result<(Vec<Change>, FlaggedVersions), ScanError> {
+        let mut cat = self.git();
+        cat.args(["cat-file", "--batch", "--buffer"]);
+        let mut cat = self.procs.spawn(cat, "cat-file", true)?;
+        let mut diff = self.git();
+        diff.args(["diff-tree", "--stdin", "-r", "-M", "-c", "--raw", "-z", "--no-abbrev", "--root"]);
+        let mut diff = self.procs.spawn(diff, "diff-tree", true)?;
+        let ids: Vec<String> = commits.iter().map(|c| c.id.to_string()).collect();
+        let diff_feeder = feed_lines(diff.stdin.take(), ids.clone());
+        let cat_stdin = cat.stdin.take();
+        let diff_stdout = &mut diff.stdout;
         let index: HashMap<&str, usize> = commits.iter().enumerate().map(|(i, c)| (&*c.id, i)).collect();
-        let mut reader = BufReader::with_capacity(1 << 16, &mut started.stdout);
-        let mut changes = Vec::new();
-        let mut current: Option<usize> = None;
-        let mut token = Vec::new();
-        let mut interned: HashMap<Vec<u8>, Arc<str>> = HashMap::new();
-        let parse = || ScanError::Parse { what: "diff-tree" };
-        loop {
-            token.clear();
-            let n =
-                reader.read_until(0, &mut token).map_err(|source| RunError::Io { what: "diff-tree".into(), source })?;
-            if n == 0 {
-                break;
+        let result = std::thread::scope(|scope| {
+            let parser =
+                scope.spawn(move || -> Result<Vec<Change>, ScanError> {
+                    let io = |source| ScanError::Git(RunError::Io { what: "cat-file".into(), source });
+                    let mut to_cat = cat_stdin.map(|stdin| std::io::BufWriter::with_capacity(1 << 16, stdin));
+                    let mut send = |id: &str| -> Result<(), ScanError> {
+                        if let Some(out) = to_cat.as_mut() {
+                            out.write_all(id.as_bytes()).and_then(|()| out.write_all(b"\n")).map_err(io)?;
+                        }
+                        Ok(())
+                    };
+                    for id in &ids {
+                        send(id)?;
+                    }
+                    let reader = BufReader::with_capacity(1 << 16, diff_stdout);
+                    let mut sent: HashSet<Arc<str>> = HashSet::new();
+                    let changes = parse_diff_tree(reader, &index, |blob| {
+                        if sent.insert(Arc::clone(blob)) { send(blob) } else { Ok(()) }
+                    })?;
+                    if let Some(mut out) = to_cat {
+                        out.flush().map_err(io)?;
+                    }
+                    Ok(changes)
+                });
+            let scanned = self.scan_stream(commits, &mut cat.stdout);
+            if scanned.is_err() {
+                // Unblock the parser (it may be writing to a cat-file nobody reads any more).
+                self.procs.cancel();
             }
-            if token.last() == Some(&0) {
-                token.pop();
-            }
-            let text = token.trim_ascii();
-            if text.is_empty() {
-                continue;
-            }
-            if text[0] != b':' {
-                let id = std::str::from_utf8(text).map_err(|_| parse())?;
-                current = Some(*index.get(id).ok_or_else(parse)?);
-                continue;
-            }
-            let commit = current.ok_or_else(parse)?;
-            let meta = std::str::from_utf8(text).map_err(|_| parse())?;
-            let colons = meta.bytes().take_while(|&b| b == b':').count();
-            let fields: Vec<&str> = meta[colons..].split(' ').collect();
-            // `colons` parents: that many modes and ids, plus the result's, plus the status.
-            if fields.len() != 2 * (colons + 1) + 1 {
-                return Err(parse());
-            }
-            let status = fields[2 * (colons + 1)];
-            let new_mode = fields[colons];
-            let mut intern = |oid: &str| -> Arc<str> {
-                interned.entry(oid.as_bytes().to_vec()).or_insert_with(|| Arc::from(oid)).clone()
-            };
-            let parents: Vec<Option<Arc<str>>> = (0..colons)
-                .map(|i| {
-                    let oid = fields[colons + 1 + i];
-                    let mode = fields[i];
-                    (!is_zero_oid(oid) && mode != GITLINK_MODE).then(|| intern(oid))
-                })
-                .collect();
-            let blob = fields[2 * colons + 1];
-            let two_paths = colons == 1 && (status.starts_with('R') || status.starts_with('C'));
-            let mut path = read_z(&mut reader)?;
-            if two_paths {
-                path = read_z(&mut reader)?;
-            }
-            let added_path = if colons == 1 { two_paths || status == "A" } else { status.bytes().all(|b| b == b'A') };
-            if is_zero_oid(blob) || new_mode == GITLINK_MODE {
-                // Deleted, or a submodule: no content of ours to scan (a new name is still scanned).
-                if added_path && !is_zero_oid(blob) {
-                    changes.push(Change { commit, parents: Vec::new(), blob: intern(blob), path, added_path });
-                }
-                continue;
-            }
-            let blob = intern(blob);
-            changes.push(Change { commit, parents, blob, path, added_path });
+            let changes = parser.join().unwrap_or(Err(ScanError::Parse { what: "diff-tree" }));
+            Ok::<_, ScanError>((changes?, scanned?))
+        });
+        let _ = diff_feeder.join();
+        let (changes, (flagged, skipped)) = result?;
+        self.procs.finish(diff)?;
+        self.procs.finish(cat)?;
+        let mut first_path: HashMap<&str, &[u8]> = HashMap::new();
+        for change in &changes {
+            first_path.entry(&change.blob).or_insert(&change.path);
         }
-        drop(reader);
-        let _ = writer.join();
-        self.procs.finish(started)?;
-        Ok(changes)
+        for (blob, size, reason) in skipped {
+            let path = first_path.get(&*blob).copied().unwrap_or_default();
+            self.skip(path, size, reason);
+        }
+        Ok((changes, flagged))
+    }
+
+    /// Reads `cat-file --batch` output to its end: scans commit messages and file versions.
+    fn scan_stream(
+        &mut self,
+        commits: &[Commit],
+        stdout: &mut std::process::ChildStdout,
+    ) -> Result<(FlaggedVersions, SkippedVersions), ScanError> {
+        let location = Location::Other("file".into());
+        let commit_index: HashMap<&str, usize> = commits.iter().enumerate().map(|(i, c)| (&*c.id, i)).collect();
+        let max = self.scanner.max_file_bytes;
+        let io = |source| RunError::Io { what: "cat-file".into(), source };
+        let mut reader = BufReader::with_capacity(1 << 20, stdout);
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut flagged = HashMap::new();
+        let mut skipped = Vec::new();
+        while !reader.fill_buf().map_err(io)?.is_empty() {
+            let (id, kind, size) = read_header(&mut reader)?;
+            if size > max {
+                std::io::copy(&mut (&mut reader).take(size), &mut std::io::sink()).map_err(io)?;
+                read_newline(&mut reader)?;
+                skipped.push((Arc::from(id.as_str()), size, SkipReason::TooLarge));
+                continue;
+            }
+            let len = usize::try_from(size).map_err(|_| ScanError::Parse { what: "cat-file" })?;
+            buffer.clear();
+            buffer.resize(len, 0);
+            reader.read_exact(&mut buffer).map_err(io)?;
+            read_newline(&mut reader)?;
+            match kind.as_str() {
+                "commit" => {
+                    if let Some(&index) = commit_index.get(id.as_str()) {
+                        self.scan_commit(&commits[index].id, &buffer);
+                    }
+                }
+                "blob" if is_binary(&buffer) => skipped.push((Arc::from(id.as_str()), size, SkipReason::Binary)),
+                "blob" => {
+                    self.report.files_scanned += 1;
+                    self.report.bytes_scanned += size;
+                    let findings = self.scanner.scan(&buffer, &location);
+                    if !findings.is_empty() {
+                        flagged
+                            .insert(Arc::from(id.as_str()), Flagged { content: std::mem::take(&mut buffer), findings });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok((flagged, skipped))
     }
 
     /// New file names, scanned as text of their own.
@@ -456,64 +500,6 @@ impl Run<'_, '_> {
                 });
             }
         }
-    }
-
-    /// The fast path: every new commit object and file version once, through one `cat-file --batch`.
-    /// Returns the versions with findings.
-    fn scan_objects(
-        &mut self,
-        commits: &[Commit],
-        changes: &[Change],
-    ) -> Result<HashMap<Arc<str>, Flagged>, ScanError> {
-        let mut wanted: Vec<String> = commits.iter().map(|c| c.id.to_string()).collect();
-        let mut seen: HashSet<&str> = HashSet::new();
-        let mut first_path: HashMap<&str, &[u8]> = HashMap::new();
-        for change in changes {
-            if seen.insert(&change.blob) {
-                wanted.push(change.blob.to_string());
-                first_path.insert(&change.blob, &change.path);
-            }
-        }
-        let mut flagged = HashMap::new();
-        let location = Location::Other("file".into());
-        let commit_index: HashMap<&str, usize> = commits.iter().enumerate().map(|(i, c)| (&*c.id, i)).collect();
-        let max = self.scanner.max_file_bytes;
-        self.cat_file_stream(
-            wanted,
-            |run, id, kind, size, content| {
-                match kind {
-                    "commit" => {
-                        if let Some(&index) = commit_index.get(id) {
-                            run.scan_commit(&commits[index].id, content.unwrap_or_default());
-                        }
-                    }
-                    "blob" => {
-                        let path = first_path.get(id).copied().unwrap_or_default();
-                        let Some(content) = content else {
-                            run.skip(path, size, SkipReason::TooLarge);
-                            return None;
-                        };
-                        if is_binary(content) {
-                            run.skip(path, size, SkipReason::Binary);
-                            return None;
-                        }
-                        run.report.files_scanned += 1;
-                        run.report.bytes_scanned += size;
-                        let findings = run.scanner.scan(content, &location);
-                        if !findings.is_empty() {
-                            return Some(findings);
-                        }
-                    }
-                    _ => {}
-                }
-                None
-            },
-            max,
-            &mut |id, content, findings| {
-                flagged.insert(Arc::from(id), Flagged { content, findings });
-            },
-        )?;
-        Ok(flagged)
     }
 
     fn skip(&mut self, path: &[u8], size: u64, reason: SkipReason) {
@@ -562,7 +548,7 @@ impl Run<'_, '_> {
         changes: &[Change],
         flagged: &HashMap<Arc<str>, Flagged>,
     ) -> Result<(), ScanError> {
-        let relevant: Vec<&Change> = changes.iter().filter(|c| flagged.contains_key(&c.blob)).collect();
+        let relevant: Vec<&Change> = changes.iter().filter(|c| c.content && flagged.contains_key(&c.blob)).collect();
         let parent_blobs: Vec<String> = {
             let mut set: Vec<String> =
                 relevant.iter().flat_map(|c| c.parents.iter().flatten().map(ToString::to_string)).collect();
@@ -722,6 +708,79 @@ impl Run<'_, '_> {
         self.procs.finish(started)?;
         Ok(())
     }
+}
+
+/// Parses `diff-tree --stdin -r -c --raw -z` output into changes; `on_blob` sees each new file
+/// version as soon as it is parsed.
+fn parse_diff_tree(
+    mut reader: impl std::io::BufRead,
+    index: &HashMap<&str, usize>,
+    mut on_blob: impl FnMut(&Arc<str>) -> Result<(), ScanError>,
+) -> Result<Vec<Change>, ScanError> {
+    let mut changes = Vec::new();
+    let mut current: Option<usize> = None;
+    let mut token = Vec::new();
+    let mut interned: HashMap<Vec<u8>, Arc<str>> = HashMap::new();
+    let parse = || ScanError::Parse { what: "diff-tree" };
+    loop {
+        token.clear();
+        let n = reader.read_until(0, &mut token).map_err(|source| RunError::Io { what: "diff-tree".into(), source })?;
+        if n == 0 {
+            break;
+        }
+        if token.last() == Some(&0) {
+            token.pop();
+        }
+        let text = token.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        if text[0] != b':' {
+            let id = std::str::from_utf8(text).map_err(|_| parse())?;
+            current = Some(*index.get(id).ok_or_else(parse)?);
+            continue;
+        }
+        let commit = current.ok_or_else(parse)?;
+        let meta = std::str::from_utf8(text).map_err(|_| parse())?;
+        let colons = meta.bytes().take_while(|&b| b == b':').count();
+        let fields: Vec<&str> = meta[colons..].split(' ').collect();
+        // `colons` parents: that many modes and ids, plus the result's, plus the status.
+        if fields.len() != 2 * (colons + 1) + 1 {
+            return Err(parse());
+        }
+        let status = fields[2 * (colons + 1)];
+        let new_mode = fields[colons];
+        let mut intern = |oid: &str| -> Arc<str> {
+            interned.entry(oid.as_bytes().to_vec()).or_insert_with(|| Arc::from(oid)).clone()
+        };
+        let parents: Vec<Option<Arc<str>>> = (0..colons)
+            .map(|i| {
+                let oid = fields[colons + 1 + i];
+                (!is_zero_oid(oid) && fields[i] != GITLINK_MODE).then(|| intern(oid))
+            })
+            .collect();
+        let blob = fields[2 * colons + 1];
+        let two_paths = colons == 1 && (status.starts_with('R') || status.starts_with('C'));
+        let mut path = read_z(&mut reader)?;
+        if two_paths {
+            path = read_z(&mut reader)?;
+        }
+        let added_path = if colons == 1 { two_paths || status == "A" } else { status.bytes().all(|b| b == b'A') };
+        if is_zero_oid(blob) {
+            continue;
+        }
+        let blob = intern(blob);
+        if new_mode == GITLINK_MODE {
+            // A submodule: no content of ours to scan, but a new name is still scanned.
+            if added_path {
+                changes.push(Change { commit, parents: Vec::new(), blob, path, added_path, content: false });
+            }
+            continue;
+        }
+        on_blob(&blob)?;
+        changes.push(Change { commit, parents, blob, path, added_path, content: true });
+    }
+    Ok(changes)
 }
 
 /// Writes `lines` to a child's stdin on a thread (the child's output is read meanwhile).

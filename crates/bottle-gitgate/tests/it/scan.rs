@@ -71,7 +71,7 @@ fn only_the_range_is_scanned_and_binary_or_large_files_are_skipped() {
     repo.commit("big.txt", big.as_bytes(), "big");
     let tip = repo.commit("clean.txt", b"nothing\n", "clean");
 
-    let report = repo.scan(&tip, &[base.clone()], 1024);
+    let report = repo.scan(&tip, std::slice::from_ref(&base), 1024);
     assert_eq!(report.commits, 3);
     assert!(report.findings.is_empty(), "{:?}", report.findings);
     let skipped: Vec<(&str, SkipReason)> = report.skipped.iter().map(|s| (s.path.as_str(), s.reason)).collect();
