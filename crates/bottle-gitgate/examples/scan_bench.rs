@@ -453,6 +453,9 @@ fn scan(args: &[String]) -> Res<()> {
 // ---------------------------------------------------------------- serve
 
 fn serve(args: &[String]) -> Res<()> {
+    if std::env::var_os("BENCH_GATE_LOG").is_some() {
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).init();
+    }
     let path = args.first().ok_or("serve CONFIG.json")?;
     let config: GitGateConfig = serde_json::from_str(&std::fs::read_to_string(path)?)?;
     let exe = std::env::current_exe()?;

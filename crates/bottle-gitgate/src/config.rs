@@ -74,6 +74,12 @@ pub struct GateLimits {
     pub max_scan_file_bytes: u64,
     /// At most this many findings are listed in a refusal (the count is always complete; default 50).
     pub max_listed_findings: usize,
+    /// A push refreshes the mirror first only if the last refresh is older than this, in seconds
+    /// (default 300; 0 = before every push). Fetches and clones always refresh. A push does not need
+    /// a fresh mirror to be safe — the upstream push is the authority on fast-forwards and leases,
+    /// and the mirror holds everything the agent can have fetched — so this only trades an SSH
+    /// round trip per push against earlier "fetch first" errors.
+    pub push_refresh_secs: u64,
 }
 
 impl Default for GateLimits {
@@ -84,6 +90,7 @@ impl Default for GateLimits {
             proposal_timeout_secs: 300,
             max_scan_file_bytes: 16 << 20,
             max_listed_findings: 50,
+            push_refresh_secs: 300,
         }
     }
 }

@@ -246,7 +246,11 @@ async fn info_refs(shared: &Shared, repo: &Arc<Repo>, service: Service, protocol
     if !repo.is_pinned() {
         return text(StatusCode::FORBIDDEN, repo.unpinned_message());
     }
-    if let Err(message) = repo.refresh(&shared.env, timeout_of(shared)).await {
+    // Fetches always see the upstream as it is now; a push only needs a mirror that is not too old
+    // (see `GateLimits::push_refresh_secs`).
+    let push_window = Duration::from_secs(shared.limits.push_refresh_secs);
+    let refresh = service == Service::UploadPack || !repo.fresh_within(push_window);
+    if refresh && let Err(message) = repo.refresh(&shared.env, timeout_of(shared)).await {
         return text(StatusCode::BAD_GATEWAY, &*message);
     }
     let mut cmd = git_command(shared, protocol);

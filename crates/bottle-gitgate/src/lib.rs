@@ -148,7 +148,8 @@ impl GitGate {
         }
         let private_dir = config.mirrors_dir.join(".gate");
         let hooks_dir = private_dir.join("hooks");
-        for dir in [&config.mirrors_dir, &private_dir, &hooks_dir] {
+        let control_dir = private_dir.join("ssh");
+        for dir in [&config.mirrors_dir, &private_dir, &hooks_dir, &control_dir] {
             private_dir_at(dir)?;
         }
         let hook_socket = private_dir.join("hook.sock");
@@ -163,9 +164,14 @@ impl GitGate {
 
         let env = GitEnv::clean(&private_dir);
         let mut repos = BTreeMap::new();
-        let dirs = repo::Dirs { mirrors: &config.mirrors_dir, private: &private_dir, hooks: &hooks_dir };
-        for (repo_config, checked) in config.repos.iter().zip(checked) {
-            let repo = repo::Repo::prepare(repo_config, &checked.keys, checked.globs, &dirs, &env)?;
+        let dirs = repo::Dirs {
+            mirrors: &config.mirrors_dir,
+            private: &private_dir,
+            hooks: &hooks_dir,
+            control: &control_dir,
+        };
+        for (index, (repo_config, checked)) in config.repos.iter().zip(checked).enumerate() {
+            let repo = repo::Repo::prepare(index, repo_config, &checked.keys, checked.globs, &dirs, &env)?;
             if !repo.is_pinned() {
                 tracing::warn!(repo = %repo_config.name, "git-gate repo has no pinned host key; every fetch and push will be refused");
             }
@@ -203,8 +209,15 @@ impl GitGate {
         let hook_err = |source| GitGateError::Listen { addr: self.hook_socket.display().to_string(), source };
         self.hook_listener.set_nonblocking(true).map_err(hook_err)?;
         let hook_listener = tokio::net::UnixListener::from_std(self.hook_listener).map_err(hook_err)?;
+        let shared = Arc::clone(&self.shared);
         http::serve(self.shared, listener, hook_listener, shutdown, SHUTDOWN_GRACE).await;
         let _ = std::fs::remove_file(&self.hook_socket);
+        let closing = tokio::task::spawn_blocking(move || {
+            for repo in shared.repos.values() {
+                repo.close_connection(&shared.env);
+            }
+        });
+        let _ = closing.await;
         Ok(())
     }
 }

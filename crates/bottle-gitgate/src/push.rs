@@ -98,6 +98,8 @@ struct Outcome {
     upstream: Option<String>,
     reason: Option<String>,
     rule: Option<String>,
+    /// Milliseconds spent on the ref policy, the scan and the upstream push.
+    timings: [u128; 3],
 }
 
 async fn pre_receive(shared: Arc<Shared>, request: HookRequest, say: Say) -> i32 {
@@ -116,7 +118,18 @@ async fn pre_receive(shared: Arc<Shared>, request: HookRequest, say: Say) -> i32
     };
     let decision = if accepted { Decision::Allow } else { Decision::Deny };
     let elapsed = started.elapsed();
-    tracing::info!(repo = %repo.name, accepted, refs = outcome.refs.len(), findings = outcome.findings.len(), elapsed_ms = elapsed.as_millis(), "push decided");
+    let [policy_ms, scan_ms, upstream_ms] = outcome.timings;
+    tracing::info!(
+        repo = %repo.name,
+        accepted,
+        refs = outcome.refs.len(),
+        findings = outcome.findings.len(),
+        policy_ms,
+        scan_ms,
+        upstream_ms,
+        elapsed_ms = elapsed.as_millis(),
+        "push decided"
+    );
     if let Some(log) = &shared.audit {
         let event = AuditEvent {
             rule: outcome.rule,
@@ -158,6 +171,7 @@ async fn check_and_forward(
     }
 
     // Ref policy.
+    let phase = Instant::now();
     let default_branch = repo.default_branch(&shared.env, timeout).await;
     let mut plan: Vec<(RefUpdate, UpdateKind, Forward)> = Vec::new();
     let mut refusals = Vec::new();
@@ -181,11 +195,15 @@ async fn check_and_forward(
         return Err(format!("git-gate: push to `{}` refused by the ref policy:\n{}", repo.name, refusals.join("\n")));
     }
 
+    outcome.timings[0] = phase.elapsed().as_millis();
+
     // Scan what the push adds.
+    let phase = Instant::now();
     let tips: Vec<String> =
         plan.iter().filter(|(u, _, _)| !is_zero_oid(&u.new)).map(|(u, _, _)| u.new.clone()).collect();
     let report = if tips.is_empty() { ScanReport::default() } else { scan(shared, repo, &env, tips, timeout).await? };
     outcome.commits = Some(report.commits as u64);
+    outcome.timings[1] = phase.elapsed().as_millis();
     let scanned = format!(
         "git-gate: scanned {} new commit(s), {} file version(s), {} KiB",
         report.commits,
@@ -218,7 +236,9 @@ async fn check_and_forward(
 
     // Forward upstream.
     say.say(format!("git-gate: no secrets found; forwarding to the upstream of `{}`", repo.name)).await;
+    let phase = Instant::now();
     let result = forward(shared, repo, &env, &plan, say, timeout).await;
+    outcome.timings[2] = phase.elapsed().as_millis();
     outcome.upstream = Some(match &result {
         Ok(()) => "accepted".to_owned(),
         Err(summary) => summary.clone(),

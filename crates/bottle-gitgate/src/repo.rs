@@ -18,6 +18,11 @@ use crate::git::{GitEnv, RunError, run_async, run_ok, shell_quote};
 
 /// `ConnectTimeout` for the upstream, in seconds.
 const CONNECT_TIMEOUT_SECS: u64 = 10;
+/// How long an idle shared SSH connection to the upstream stays open, in seconds.
+const CONTROL_PERSIST_SECS: u64 = 120;
+/// Longest control socket path we hand to ssh: `sun_path` is 108 bytes and ssh appends a
+/// 17-character suffix while it creates the socket.
+const MAX_CONTROL_PATH: usize = 88;
 
 /// A refresh's outcome, shared by everyone who waited for it. The message is ready to show.
 pub(crate) type RefreshResult = Result<(), Arc<str>>;
@@ -28,6 +33,8 @@ pub(crate) struct Dirs<'a> {
     pub(crate) mirrors: &'a Path,
     pub(crate) private: &'a Path,
     pub(crate) hooks: &'a Path,
+    /// Control sockets of the shared SSH connections (0700).
+    pub(crate) control: &'a Path,
 }
 
 /// One configured repository.
@@ -37,6 +44,9 @@ pub(crate) struct Repo {
     pub(crate) push_refs: Vec<RefGlob>,
     identity: PathBuf,
     known_hosts: PathBuf,
+    /// The socket of the shared SSH connection to the upstream; `None` when the path would be too
+    /// long for a unix socket (every command then opens its own connection).
+    control_path: Option<PathBuf>,
     pinned: bool,
     /// Held by a refresh and by a whole receive-pack, so the mirror's refs change one way at a time.
     pub(crate) op_lock: Arc<tokio::sync::Mutex<()>>,
@@ -92,6 +102,7 @@ const MIRROR_CONFIG: &[(&str, &str)] = &[
 impl Repo {
     /// Creates (if needed) and configures the mirror; writes the pinned known_hosts file. No network.
     pub(crate) fn prepare(
+        index: usize,
         config: &RepoConfig,
         keys: &[HostKey],
         push_refs: Vec<RefGlob>,
@@ -131,6 +142,8 @@ impl Repo {
             push_refs,
             identity: config.identity_file.clone(),
             known_hosts,
+            control_path: Some(dirs.control.join(index.to_string()))
+                .filter(|p| p.as_os_str().len() <= MAX_CONTROL_PATH),
             pinned: !keys.is_empty(),
             op_lock: Arc::new(tokio::sync::Mutex::new(())),
             refresh: Mutex::new(RefreshSlot::default()),
@@ -150,17 +163,47 @@ impl Repo {
         )
     }
 
-    /// `GIT_SSH_COMMAND` for this upstream.
+    /// `GIT_SSH_COMMAND` for this upstream. Commands share one SSH connection per upstream
+    /// (`ControlMaster`), so a refresh or push costs a channel, not a handshake; the connection
+    /// still verifies the pinned key when it is made and dies with the upstream.
     pub(crate) fn ssh_command(&self) -> String {
+        let mux = match &self.control_path {
+            Some(path) => {
+                let path = path.to_string_lossy().replace('%', "%%");
+                format!(
+                    " -o ControlMaster=auto -o ControlPath={} -o ControlPersist={CONTROL_PERSIST_SECS}",
+                    shell_quote(path.as_ref())
+                )
+            }
+            None => " -o ControlMaster=no".to_owned(),
+        };
         format!(
             "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes \
              -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null \
              -o HostKeyAlias={} -o CheckHostIP=no -o UpdateHostKeys=no -o ConnectTimeout={CONNECT_TIMEOUT_SECS} \
-             -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o LogLevel=ERROR",
+             -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o LogLevel=ERROR{mux}",
             shell_quote(self.identity.as_os_str()),
             shell_quote(self.known_hosts.as_os_str()),
             host_alias(&self.name),
         )
+    }
+
+    /// Closes the shared SSH connection, if one is open (at shutdown).
+    pub(crate) fn close_connection(&self, env: &GitEnv) {
+        let Some(path) = &self.control_path else { return };
+        if !path.exists() {
+            return;
+        }
+        let mut cmd = std::process::Command::new("ssh");
+        cmd.env_clear()
+            .envs(env.get("PATH").map(|p| ("PATH", p)))
+            .args(["-F", "/dev/null", "-o"])
+            .arg(format!("ControlPath={}", path.to_string_lossy().replace('%', "%%")))
+            .args(["-O", "exit", "upstream"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let _ = cmd.status();
     }
 
     /// `env` plus `GIT_DIR` and `GIT_SSH_COMMAND` for this repository.
@@ -245,13 +288,20 @@ impl Repo {
             )
             .into()
         };
-        let mut cmd = upstream_env.tokio_git();
-        cmd.args(["ls-remote", "--symref", "origin"]);
-        let listing = run_ok(cmd, "ls-remote", timeout).await.map_err(fail)?;
-        let remote = RemoteRefs::parse(&listing);
-        let mut cmd = env.clone().with("GIT_DIR", &self.git_dir).tokio_git();
-        cmd.args(["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads", "refs/tags"]);
-        let local = run_ok(cmd, "for-each-ref", timeout).await.map_err(fail)?;
+        let mut remote_cmd = upstream_env.tokio_git();
+        remote_cmd.args(["ls-remote", "--symref", "origin"]);
+        let mut local_cmd = env.clone().with("GIT_DIR", &self.git_dir).tokio_git();
+        local_cmd.args(["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads", "refs/tags"]);
+        let mut head_cmd = env.clone().with("GIT_DIR", &self.git_dir).tokio_git();
+        head_cmd.args(["symbolic-ref", "HEAD"]);
+        let (listing, local, current_head) = tokio::join!(
+            run_ok(remote_cmd, "ls-remote", timeout),
+            run_ok(local_cmd, "for-each-ref", timeout),
+            run_async(head_cmd, "symbolic-ref", timeout),
+        );
+        let remote = RemoteRefs::parse(&listing.map_err(fail)?);
+        let local = local.map_err(fail)?;
+        let current_head = current_head.map_err(fail)?;
         let mut local: Vec<(String, String)> = String::from_utf8_lossy(&local)
             .lines()
             .filter_map(|l| l.split_once(' ').map(|(o, r)| (r.to_owned(), o.to_owned())))
@@ -274,17 +324,14 @@ impl Repo {
             run_ok(cmd, "fetch", timeout).await.map_err(fail)?;
             true
         };
-        if let Some(head) = remote.head {
+        if let Some(head) = remote.head
+            && String::from_utf8_lossy(&current_head.stdout).trim() != head
+        {
             let mut cmd = env.clone().with("GIT_DIR", &self.git_dir).tokio_git();
-            cmd.args(["symbolic-ref", "HEAD"]);
-            let current = run_async(cmd, "symbolic-ref", timeout).await.map_err(fail)?;
-            if String::from_utf8_lossy(&current.stdout).trim() != head {
-                let mut cmd = env.clone().with("GIT_DIR", &self.git_dir).tokio_git();
-                cmd.args(["symbolic-ref", "HEAD", &head]);
-                run_ok(cmd, "symbolic-ref", timeout).await.map_err(fail)?;
-            }
+            cmd.args(["symbolic-ref", "HEAD", &head]);
+            run_ok(cmd, "symbolic-ref", timeout).await.map_err(fail)?;
         }
-        tracing::debug!(repo = %self.name, fetched, elapsed_ms = started.elapsed().as_millis(), "mirror refreshed");
+        tracing::info!(repo = %self.name, fetched, elapsed_ms = started.elapsed().as_millis(), "mirror refreshed");
         Ok(())
     }
 

@@ -279,6 +279,20 @@ fn upstream_down_fails_fetch_and_push_closed() {
     assert!(stderr.contains("git-gate: cannot refresh `up` from upstream"), "{stderr}");
     assert!(stderr.contains("hint: "), "{stderr}");
     assert!(!stderr.contains("client_key"), "the key path leaked: {stderr}");
+    // The push is scanned, then refused because the upstream cannot take it.
+    let out = s.agent.push(&s.wd, &["origin", "main"]);
+    assert_refused(&out, &["upstream: ", "Connection refused", "the upstream of `up` did not accept the push"]);
+    assert!(!text(&out.stderr).contains("client_key"), "the key path leaked");
+    // A gate that must refresh before every push refuses it before receiving anything.
+    let mut s = setup_with(|u| {
+        let options = GateOptions {
+            limits: bottle_gitgate::GateLimits { push_refresh_secs: 0, ..GateOptions::default().limits },
+            ..GateOptions::default()
+        };
+        (vec![u.repo_config("up")], options)
+    });
+    s.agent.commit(&s.wd, "x.txt", "x\n", "x");
+    s.upstream.stop();
     let out = s.agent.push(&s.wd, &["origin", "main"]);
     assert_refused(&out, &["cannot refresh `up` from upstream"]);
 }

@@ -119,11 +119,15 @@ impl Upstream {
         }
     }
 
-    /// Stops sshd (the upstream is then unreachable).
+    /// Stops sshd and every session it serves, as if the host went down: established connections
+    /// (the gate's shared SSH connection too) die with it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.sshd.take() {
             let _ = child.kill();
             let _ = child.wait();
+            for pid in server_side_of(self.port) {
+                let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).stderr(Stdio::null()).status();
+            }
         }
     }
 
@@ -194,6 +198,32 @@ impl Drop for Upstream {
     }
 }
 
+/// The processes holding the server side of TCP connections on 127.0.0.1:`port` (sshd's sessions,
+/// which sshd detaches from itself), found through `/proc/net/tcp` and `/proc/<pid>/fd`.
+fn server_side_of(port: u16) -> Vec<u32> {
+    let local = format!("0100007F:{port:04X}");
+    let inodes: Vec<String> = std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&local.as_str())).then(|| fields.get(9).map(|i| format!("socket:[{i}]"))).flatten()
+        })
+        .collect();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let holds = std::fs::read_dir(entry.path().join("fd")).into_iter().flatten().flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+        });
+        if holds {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
@@ -238,6 +268,7 @@ pub struct Gate {
     pub dir: TempDir,
     runtime: Option<tokio::runtime::Runtime>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Gate {
@@ -260,14 +291,14 @@ impl Gate {
         let listener = runtime.block_on(EgressListener::bind_tcp("127.0.0.1:0".parse().expect("addr"))).expect("bind");
         let addr = listener.local_addr().expect("tcp");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        runtime.spawn(async move {
+        let served = runtime.spawn(async move {
             gate.serve(listener, async move {
                 let _ = rx.await;
             })
             .await
             .expect("serve");
         });
-        Ok(Self { addr, dir, runtime: Some(runtime), shutdown: Some(tx) })
+        Ok(Self { addr, dir, runtime: Some(runtime), shutdown: Some(tx), served: Some(served) })
     }
 
     /// The gate URL of repository `name`.
@@ -292,6 +323,10 @@ impl Drop for Gate {
             let _ = tx.send(());
         }
         if let Some(runtime) = self.runtime.take() {
+            // Let the gate stop on its own (it closes its shared SSH connections), then the runtime.
+            if let Some(served) = self.served.take() {
+                let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(15), served).await });
+            }
             runtime.shutdown_timeout(Duration::from_secs(2));
         }
     }
