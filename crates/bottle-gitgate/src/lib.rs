@@ -14,6 +14,22 @@
 //!
 //! Every push decision is one line in the bottle's audit log. Keys are never read, logged or echoed
 //! by the gate (only `ssh` reads them), and no message carries a secret value.
+//!
+//! Decisions worth knowing:
+//! - Fetches and clones always refresh first; a push refreshes only a mirror older than
+//!   [`GateLimits::push_refresh_secs`]. That is safe because the upstream push decides fast-forwards
+//!   (and leases guard rewrites), and the mirror already holds every upstream commit the agent can
+//!   have (it only fetches through the gate), so the scan's "already upstream" set is complete.
+//! - Commands share one SSH connection per upstream (`ControlMaster`, closed at shutdown), so a
+//!   refresh or push costs a channel instead of a handshake. The pinned key is checked when the
+//!   connection is made; a dead upstream kills the connection and the next command fails closed.
+//! - One refresh or push at a time per mirror: a fetch waits for a push in progress, including
+//!   one held for an operator's decision.
+//! - Binary files (git's NUL test, not `.gitattributes`, which the pusher controls) and files above
+//!   [`GateLimits::max_scan_file_bytes`] are not scanned; the push says so.
+//! - Overlapping findings count once, under the most confident rule.
+//! - Ref policy: see the `policy` module — the default branch can never be deleted or rewound;
+//!   deletions need `push_refs`; rewinds go upstream with a lease on what the agent saw.
 
 mod config;
 mod git;

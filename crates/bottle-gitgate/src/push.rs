@@ -23,6 +23,9 @@ use crate::proposal::{GIT_ALLOW_KIND, GitDecision, GitProposal};
 use crate::repo::Repo;
 use crate::scan::{Exclude, PushFinding, ScanReport, ScanRequest, SkipReason, short};
 
+/// The hook sends its request at once; a connection that does not is dropped.
+const HOOK_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Pushes in flight: the id handed to receive-pack (and so to its hook) → the repository.
 #[derive(Debug, Default)]
 pub(crate) struct PushRegistry {
@@ -60,8 +63,10 @@ impl PushRegistry {
 pub(crate) async fn serve_hook_connection(shared: Arc<Shared>, stream: tokio::net::UnixStream) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    let read_result = tokio::io::BufReader::new(read.take(MAX_REQUEST)).read_line(&mut line).await;
-    let request: Option<HookRequest> = read_result.ok().and_then(|_| serde_json::from_str(&line).ok());
+    let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST));
+    let read_result = tokio::time::timeout(HOOK_REQUEST_TIMEOUT, reader.read_line(&mut line)).await;
+    let request: Option<HookRequest> =
+        read_result.ok().and_then(Result::ok).and_then(|_| serde_json::from_str(&line).ok());
     let Some(request) = request else {
         let _ = write.write_all(message_frames("git-gate: malformed hook request").as_bytes()).await;
         let _ = write.write_all(exit_frame(1).as_bytes()).await;

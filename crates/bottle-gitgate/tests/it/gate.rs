@@ -390,3 +390,69 @@ fn protocol_v2_and_v0_fetches_work_and_unknown_repos_are_404() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("no repository `nope` behind this gate") && stderr.contains("not found"), "{stderr}");
 }
+
+/// Sends one raw HTTP/1.1 request to the gate and returns the whole response as text.
+fn raw_request(gate: &Gate, head: &str, body: &[u8]) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(gate.addr).expect("connect");
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream.write_all(body).expect("write body");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    text(&response)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+#[test]
+fn gzip_request_bodies_are_decoded_and_sizes_capped() {
+    let s = setup_with(|u| {
+        let options = GateOptions {
+            limits: bottle_gitgate::GateLimits { max_request_bytes: 4096, ..GateOptions::default().limits },
+            ..GateOptions::default()
+        };
+        (vec![u.repo_config("up")], options)
+    });
+    let post = |body: &[u8], encoding: &str| {
+        let head = format!(
+            "POST /up.git/git-upload-pack HTTP/1.1\r\nHost: gate\r\nContent-Type: application/x-git-upload-pack-request\r\nGit-Protocol: version=2\r\n{encoding}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        raw_request(&s.gate, &head, body)
+    };
+    // A protocol v2 ls-refs, gzip encoded, answers the refs.
+    let response = post(&gzip(b"0014command=ls-refs\n0000"), "Content-Encoding: gzip\r\n");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(&format!("{} refs/heads/main", s.base)), "{response}");
+    // Over the limit, plainly or once decompressed: 413 with a message.
+    let response = post(&vec![b'0'; 5000], "");
+    assert!(response.starts_with("HTTP/1.1 413") && response.contains("larger than the gate's limit"), "{response}");
+    let response = post(&gzip(&vec![b'0'; 100_000]), "Content-Encoding: gzip\r\n");
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    // A corrupt gzip body is a client error.
+    let response = post(b"definitely not gzip", "Content-Encoding: gzip\r\n");
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+}
+
+#[test]
+fn concurrent_fetches_and_a_push_all_complete() {
+    let s = setup();
+    let ours = s.agent.commit(&s.wd, "mine.txt", "mine\n", "mine");
+    std::thread::scope(|scope| {
+        let fetches: Vec<_> =
+            (0..3).map(|_| scope.spawn(|| run(s.agent.git(&s.wd).args(["fetch", "-q", "origin"])))).collect();
+        let push = scope.spawn(|| s.agent.push(&s.wd, &["origin", "HEAD:refs/heads/agent/concurrent"]));
+        for fetch in fetches {
+            let out = fetch.join().unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+        let out = push.join().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    });
+    assert_eq!(s.upstream.rev("up", "refs/heads/agent/concurrent").as_deref(), Some(ours.as_str()));
+}
