@@ -23,6 +23,9 @@ use crate::proposal::{GIT_ALLOW_KIND, GitDecision, GitProposal};
 use crate::repo::Repo;
 use crate::scan::{Exclude, PushFinding, ScanReport, ScanRequest, SkipReason, short};
 
+/// An audit line lists at most this many findings (lines stay small; the count is always there).
+const MAX_AUDITED_FINDINGS: usize = 100;
+
 /// The hook sends its request at once; a connection that does not is dropped.
 const HOOK_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -174,6 +177,24 @@ async fn check_and_forward(
     if updates.is_empty() {
         return Ok(());
     }
+    // A ref name reaches the upstream too: it must not carry a secret either.
+    let secret_names: Vec<String> = updates
+        .iter()
+        .filter_map(|u| {
+            let rules = shared.scanner.findings_in_name(&u.refname);
+            (!rules.is_empty()).then(|| format!("`{}`: {}", shared.scanner.redact_name(&u.refname), rules.join(", ")))
+        })
+        .collect();
+    if !secret_names.is_empty() {
+        outcome.rule = Some("git.secret-ref-name".into());
+        outcome.reason = Some(format!("secret in ref name: {}", secret_names.join("; ")));
+        outcome.refs = updates.iter().map(|u| shared.scanner.redact_name(&u.refname)).collect();
+        return Err(format!(
+            "git-gate: push to `{}` refused: a ref name contains a secret\n  {}\nhint: push under another name",
+            repo.name,
+            secret_names.join("\n  ")
+        ));
+    }
 
     // Ref policy.
     let phase = Instant::now();
@@ -219,11 +240,15 @@ async fn check_and_forward(
     for note in skipped_notes(&report, &shared.limits) {
         say.say(note).await;
     }
-    outcome.findings = report.findings.iter().map(summary).collect();
+    outcome.findings = report.findings.iter().take(MAX_AUDITED_FINDINGS).map(summary).collect();
     let (marked, hard): (Vec<&PushFinding>, Vec<&PushFinding>) = report.findings.iter().partition(|f| f.allow_marker);
     if !hard.is_empty() {
         outcome.rule = Some("git.secret".into());
-        outcome.reason = Some(format!("{} finding(s) in new commits", report.findings.len()));
+        outcome.reason = Some(format!(
+            "{} finding(s) in new commits{}",
+            report.findings.len(),
+            if report.findings.len() > MAX_AUDITED_FINDINGS { " (the first ones listed)" } else { "" }
+        ));
         return Err(refusal_message(&repo.name, &hard, &marked, shared.limits.max_listed_findings));
     }
     if !marked.is_empty() {

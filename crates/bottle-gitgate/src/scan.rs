@@ -265,6 +265,19 @@ impl Scanner {
         kept
     }
 
+    /// The rule labels of what `name` (a ref name, say) contains, overlapping findings counted once.
+    #[must_use]
+    pub fn findings_in_name(&self, name: &str) -> Vec<String> {
+        self.scan(name.as_bytes(), &Location::Other("name".into())).iter().map(Finding::label).collect()
+    }
+
+    /// `text` with anything secret-looking replaced by `«REDACTED:rule»` (or wholly replaced when
+    /// redaction leaves something behind).
+    #[must_use]
+    pub fn redact_name(&self, text: &str) -> String {
+        self.display_path(text.as_bytes())
+    }
+
     /// A path as shown to people: lossy UTF-8 with any secret in it replaced.
     fn display_path(&self, path: &[u8]) -> String {
         let location = Location::Other("file name".into());

@@ -456,3 +456,22 @@ fn concurrent_fetches_and_a_push_all_complete() {
     });
     assert_eq!(s.upstream.rev("up", "refs/heads/agent/concurrent").as_deref(), Some(ours.as_str()));
 }
+
+#[test]
+fn a_secret_in_a_ref_name_is_refused() {
+    let s = setup();
+    s.agent.commit(&s.wd, "x.txt", "x\n", "x");
+    let out = s.agent.push(&s.wd, &["origin", &format!("HEAD:refs/heads/leak-{GH_TOKEN}")]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let gate_lines: String = stderr.lines().filter(|l| l.contains("git-gate")).collect();
+    assert!(gate_lines.contains("a ref name contains a secret"), "{stderr}");
+    assert_no_secret(&gate_lines);
+    assert_no_secret(&s.gate.audit());
+    assert!(
+        run_ok(git(s.upstream.dir.path()).arg("--git-dir").arg(s.upstream.bare("up")).arg("for-each-ref"))
+            .lines()
+            .count()
+            == 1
+    );
+}
