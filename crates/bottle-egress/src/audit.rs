@@ -85,6 +85,24 @@ pub struct AuditEvent {
     /// Git gate: what the upstream said (`accepted`, or its refusal).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// Supervise: the proposal's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<String>,
+    /// Supervise: the proposal's kind (`egress-route`, `egress-token-allow`, `git-allow`, `question`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Supervise: what was decided (`approve`, `modify`, `reject`, `timeout`, `withdrawn`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Supervise: how long an approval holds (`once`, `session`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Supervise: the proposal's one-line summary (scrubbed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// Supervise: kind-specific details of a proposal or of what a decision applied (scrubbed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
 }
 
 impl AuditEvent {
@@ -109,6 +127,12 @@ impl AuditEvent {
             refs: Vec::new(),
             commits: None,
             upstream: None,
+            proposal: None,
+            kind: None,
+            action: None,
+            scope: None,
+            summary: None,
+            detail: None,
         }
     }
 }

@@ -8,13 +8,15 @@
 //!
 //! - [`policy`]: the pure decision logic (no sockets), table-tested and fuzzed.
 //! - [`rawhead`]: byte-level request-head inspection in front of hyper (request smuggling).
-//! - [`Egress`] / [`serve`]: the network layer; [`EgressHandle`] reloads routes atomically.
+//! - [`Egress`] / [`serve`]: the network layer; [`EgressHandle`] reloads routes atomically, grants
+//!   routes at run time and reads the per-host [`HostCounts`].
 //! - [`ProposalSink`]: where `supervise` holds go; [`DenyAll`] by default.
 //! - [`audit`]: the hash-chained audit log and [`verify_chain`].
 
 pub mod audit;
 mod body;
 pub mod config;
+mod counters;
 pub mod inbound;
 mod outbound;
 pub mod policy;
@@ -32,6 +34,7 @@ pub use config::{
     AuthConfig, DlpSettings, EgressConfig, HeaderMatch, HeaderMatchKind, InboundDetector, LogLevel, MatchConfig,
     OnMatch, OutboundDetector, PathMatch, PathMatchKind, PlaceholderConfig, RouteConfig, Secret, Secrets,
 };
+pub use counters::{HostCounts, MAX_HOSTS, OTHER_HOSTS};
 pub use outbound::FindingSummary;
 pub use proposal::{BoxFuture, DenyAll, Proposal, ProposalDecision, ProposalSink};
 pub use server::{Egress, EgressDeps, EgressHandle, EgressListener, Limits, serve};

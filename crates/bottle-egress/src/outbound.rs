@@ -95,9 +95,18 @@ pub(crate) fn scan_head(
     if let Some(query) = query {
         findings.extend(engine.scan(query.as_bytes(), &Location::Query));
     }
+    let owned = scanned_headers(route, headers);
+    let pairs: Vec<(&[u8], &[u8])> = owned.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
+    findings.extend(engine.scan_headers(&pairs));
+    findings
+}
+
+/// The header name/value pairs the outbound scan sees: the agent's own headers without those the
+/// proxy replaces, the placeholder blanked out of its header.
+fn scanned_headers(route: &Route, headers: &HeaderMap) -> Vec<(Vec<u8>, Vec<u8>)> {
     let skip = replaced_headers(route);
     let placeholder = route.config.placeholder.as_ref();
-    let owned: Vec<(Vec<u8>, Vec<u8>)> = headers
+    headers
         .iter()
         .filter(|(name, _)| !skip.contains(name))
         .map(|(name, value)| {
@@ -109,10 +118,55 @@ pub(crate) fn scan_head(
             }
             (name.as_str().as_bytes().to_vec(), value)
         })
-        .collect();
-    let pairs: Vec<(&[u8], &[u8])> = owned.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
-    findings.extend(engine.scan_headers(&pairs));
+        .collect()
+}
+
+/// What a request's outbound scan covered, kept to find the bytes each finding points at.
+pub(crate) struct ScannedRequest<'a> {
+    pub(crate) route: &'a Route,
+    pub(crate) host: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) body: Option<&'a [u8]>,
+}
+
+/// One salted SHA-256 per finding over (host, rule, matched bytes): what a session approval
+/// remembers instead of the value. `None` when any finding's bytes cannot be located (a secret in
+/// a header name, a streamed body): such a request is always asked about again.
+pub(crate) fn session_keys(salt: &[u8], findings: &[Finding], request: &ScannedRequest<'_>) -> Option<Vec<[u8; 32]>> {
+    use sha2::{Digest as _, Sha256};
+    let mut header_groups: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for (name, value) in scanned_headers(request.route, request.headers) {
+        match header_groups.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+            Some((_, values)) => values.extend_from_slice(&value),
+            None => header_groups.push((name, value)),
+        }
+    }
     findings
+        .iter()
+        .map(|finding| {
+            let input: &[u8] = match &finding.location {
+                Location::Host => request.host.as_bytes(),
+                Location::Path => request.path.as_bytes(),
+                Location::Query => request.query?.as_bytes(),
+                Location::Body => request.body?,
+                Location::Header { name } => {
+                    header_groups.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))?.1.as_slice()
+                }
+                _ => return None,
+            };
+            let value = input.get(finding.span.clone()).filter(|v| !v.is_empty())?;
+            let mut hash = Sha256::new();
+            hash.update(salt);
+            hash.update(request.host.as_bytes());
+            hash.update([0]);
+            hash.update(finding.label().as_bytes());
+            hash.update([0]);
+            hash.update(value);
+            Some(hash.finalize().into())
+        })
+        .collect()
 }
 
 /// Replaces every occurrence of `needle` in `haystack`.

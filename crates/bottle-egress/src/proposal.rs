@@ -30,6 +30,10 @@ pub struct Proposal {
 pub enum ProposalDecision {
     /// Forward the request as sent.
     Approve,
+    /// Forward the request as sent, and let the same flagged values through to the same host for
+    /// the rest of the proxy's life without asking again. The proxy remembers salted hashes of
+    /// the values, never the values.
+    ApproveSession,
     /// Refuse it; the reason is shown to the agent.
     Deny {
         /// Why, in the operator's words.

@@ -1,6 +1,7 @@
 //! The network layer: listeners, the HTTP/1.1 proxy front, TLS interception of CONNECT tunnels, the
 //! per-request pipeline (policy → credentials → DLP → upstream → inbound scan → audit) and reloads.
 
+use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use crate::audit::{AuditEvent, AuditLog, Decision};
 use crate::body::{self, Body, InboundScanBody, ScannedBody, Verdict};
 use crate::config::{EgressConfig, InboundDetector, LogLevel, OnMatch, RouteConfig, Secrets};
+use crate::counters::{Counters, HostCounts};
 use crate::inbound::{self, InjectionVerdict};
 use crate::outbound::{self, DlpEngines, FindingSummary};
 use crate::policy::{self, Denial, INTROSPECTION_HOST, Route, RouteTable, Scheme, Side, Target};
@@ -155,6 +157,16 @@ pub(crate) struct Shared {
     h1_client: UpstreamClient,
     limits: Limits,
     token_allow_timeout: Duration,
+    /// Serializes route changes (reloads and granted routes), so none is lost to a race.
+    route_changes: Mutex<()>,
+    /// Routes granted at run time; they outlive reloads of the configured routes.
+    granted: Mutex<Vec<RouteConfig>>,
+    /// Per-host counts of what was allowed, denied and flagged.
+    counters: Counters,
+    /// Salt of the session allow keys, random per process.
+    session_salt: [u8; 32],
+    /// Salted hashes of (host, rule, value) the operator approved for the session.
+    session_allows: Mutex<HashSet<[u8; 32]>>,
 }
 
 impl Shared {
@@ -162,9 +174,20 @@ impl Shared {
         self.policy.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// Whether every key was approved for the session before.
+    fn session_allowed(&self, keys: &[[u8; 32]]) -> bool {
+        let allows = self.session_allows.lock().unwrap_or_else(PoisonError::into_inner);
+        !keys.is_empty() && keys.iter().all(|k| allows.contains(k))
+    }
+
+    fn allow_for_session(&self, keys: Vec<[u8; 32]>) {
+        self.session_allows.lock().unwrap_or_else(PoisonError::into_inner).extend(keys);
+    }
+
     /// Writes an audit line if the level asks for it. Before writing, the serialized line is checked
     /// for known secrets once more; a line that somehow carries one is replaced by a stub.
     fn audit(&self, policy: &PolicyState, event: AuditEvent) {
+        self.counters.record(&event);
         let wanted = match event.decision {
             Decision::Deny | Decision::Warn => true,
             Decision::Allow => self.log_level >= LogLevel::Allows,
@@ -221,15 +244,20 @@ pub struct EgressHandle {
 }
 
 impl EgressHandle {
-    /// Replaces the routes, keeping the secrets. On error the old table stays in force.
+    /// Replaces the configured routes, keeping the secrets; routes granted with
+    /// [`EgressHandle::grant_route`] stay on top. On error the old table stays in force.
     pub fn replace_routes(&self, routes: &[RouteConfig]) -> Result<(), EgressError> {
         let secrets = self.shared.policy().secrets.clone();
         self.replace_routes_and_secrets(routes, secrets)
     }
 
-    /// Replaces routes and secrets together (a new route may bring a new token).
+    /// Replaces configured routes and secrets together (a new route may bring a new token); routes
+    /// granted at run time stay on top. On error the old table stays in force.
     pub fn replace_routes_and_secrets(&self, routes: &[RouteConfig], secrets: Secrets) -> Result<(), EgressError> {
-        let next = Arc::new(PolicyState::build(routes, secrets)?);
+        let _serial = self.shared.route_changes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all = routes.to_vec();
+        all.extend(self.shared.granted.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned());
+        let next = Arc::new(PolicyState::build(&all, secrets)?);
         let count = next.routes.routes().len();
         *self.shared.policy.write().unwrap_or_else(PoisonError::into_inner) = next.clone();
         self.shared.audit(
@@ -239,9 +267,52 @@ impl EgressHandle {
         Ok(())
     }
 
+    /// Adds `route`, or replaces the route for the same host and port, in the running proxy for the
+    /// rest of its life (reloads keep it). The swap is atomic: requests already routed finish under
+    /// the table they started with. Returns the route it replaced. On error nothing changes.
+    pub fn grant_route(&self, route: RouteConfig) -> Result<Option<RouteConfig>, EgressError> {
+        let _serial = self.shared.route_changes.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.shared.policy();
+        let key = policy::split_host_port(&route.host)
+            .map_err(|d| policy::RouteError { host: route.host.clone(), reason: d.reason })?;
+        let replaced = current
+            .routes
+            .routes()
+            .iter()
+            .find(|r| (r.host.as_str(), r.port) == (key.0.as_str(), key.1))
+            .map(|r| r.config.clone());
+        let mut all: Vec<RouteConfig> = current.routes.routes().iter().map(|r| r.config.clone()).collect();
+        all.push(route.clone());
+        let next = Arc::new(PolicyState::build(&all, current.secrets.clone())?);
+        let count = next.routes.routes().len();
+        *self.shared.policy.write().unwrap_or_else(PoisonError::into_inner) = next.clone();
+        let mut granted = self.shared.granted.lock().unwrap_or_else(PoisonError::into_inner);
+        granted.retain(|r| policy::split_host_port(&r.host).ok().as_ref() != Some(&key));
+        granted.push(route);
+        drop(granted);
+        self.shared.audit(
+            &next,
+            AuditEvent {
+                host: Some(key.0),
+                port: key.1,
+                reason: Some(format!(
+                    "route {} at run time; {count} routes",
+                    if replaced.is_some() { "replaced" } else { "added" }
+                )),
+                ..AuditEvent::new("route-grant", Decision::Warn)
+            },
+        );
+        Ok(replaced)
+    }
+
     /// The routes in force, as configured (no secret values: routes only name token slots).
     pub fn routes(&self) -> Vec<RouteConfig> {
         self.shared.policy().routes.routes().iter().map(|r| r.config.clone()).collect()
+    }
+
+    /// Requests allowed and denied and DLP hits, per host, since the proxy started.
+    pub fn counters(&self) -> BTreeMap<String, HostCounts> {
+        self.shared.counters.snapshot()
     }
 }
 
@@ -266,6 +337,11 @@ impl Egress {
             h1_client: upstream::client(UpstreamConnector::new(&config.hosts, h1_tls, connect_timeout)),
             limits: deps.limits,
             token_allow_timeout: Duration::from_secs(config.token_allow_timeout_secs),
+            route_changes: Mutex::new(()),
+            granted: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+            session_salt: rand::random(),
+            session_allows: Mutex::new(HashSet::new()),
         };
         Ok(Self { shared: Arc::new(shared) })
     }
@@ -753,28 +829,24 @@ async fn pipeline(
                 log.warn_rule = Some("dlp.redacted".into());
             }
             OnMatch::Supervise => {
-                let proposal = Proposal {
-                    kind: "egress-token-allow",
-                    host: target.host.clone(),
-                    port: target.port,
-                    method: log.method.clone(),
-                    path: log.path.clone(),
-                    findings: summaries.clone(),
+                let scanned = outbound::ScannedRequest {
+                    route,
+                    host: &target.host,
+                    path: parts.uri.path(),
+                    query: query.as_deref(),
+                    headers: &parts.headers,
+                    body: buffered.as_deref(),
                 };
-                let decision = tokio::time::timeout(shared.token_allow_timeout, shared.proposals.propose(proposal))
-                    .await
-                    .unwrap_or(ProposalDecision::Deny { reason: "the operator did not answer in time".into() });
-                match decision {
-                    ProposalDecision::Approve => log.warn_rule = Some("dlp.supervise-approved".into()),
-                    ProposalDecision::Deny { reason } => {
-                        return Err(blocked(
+                let keys = outbound::session_keys(&shared.session_salt, &findings, &scanned);
+                if keys.as_deref().is_some_and(|keys| shared.session_allowed(keys)) {
+                    log.warn_rule = Some("dlp.session-allowed".into());
+                } else {
+                    supervise(shared, &target, log, &summaries, keys).await.map_err(|reason| {
+                        blocked(
                             "dlp.supervise-denied",
-                            format!(
-                                "request contains a secret ({found}); the operator denied it: {}",
-                                policy::printable(&reason)
-                            ),
-                        ));
-                    }
+                            format!("request contains a secret ({found}); the operator denied it: {reason}"),
+                        )
+                    })?;
                 }
             }
         }
@@ -898,6 +970,40 @@ async fn pipeline(
     });
     let scanned = InboundScanBody::new(body::incoming(rbody), report);
     Ok(Response::from_parts(rparts, scanned.boxed()))
+}
+
+/// Files a `egress-token-allow` proposal for a held request and waits for the operator (bounded by
+/// `token_allow_timeout_secs`). `Err` carries the operator's reason for a denial.
+async fn supervise(
+    shared: &Shared,
+    target: &Target,
+    log: &mut RequestLog,
+    summaries: &[FindingSummary],
+    keys: Option<Vec<[u8; 32]>>,
+) -> Result<(), String> {
+    let proposal = Proposal {
+        kind: "egress-token-allow",
+        host: target.host.clone(),
+        port: target.port,
+        method: log.method.clone(),
+        path: log.path.clone(),
+        findings: summaries.to_vec(),
+    };
+    let decision = tokio::time::timeout(shared.token_allow_timeout, shared.proposals.propose(proposal))
+        .await
+        .unwrap_or(ProposalDecision::Deny { reason: "the operator did not answer in time".into() });
+    match decision {
+        ProposalDecision::Approve => log.warn_rule = Some("dlp.supervise-approved".into()),
+        ProposalDecision::ApproveSession => {
+            // Without keys (a value that cannot be located) the approval holds for this request only.
+            if let Some(keys) = keys {
+                shared.allow_for_session(keys);
+            }
+            log.warn_rule = Some("dlp.supervise-approved-session".into());
+        }
+        ProposalDecision::Deny { reason } => return Err(policy::printable(&reason)),
+    }
+    Ok(())
 }
 
 /// Header added to responses the proxy forwards with a warning.

@@ -352,6 +352,86 @@ async fn egress_local_lists_routes_without_secrets() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlp_session_approval_lets_the_same_value_to_the_same_host_through() {
+    let world = World::new().await;
+    let sink = Arc::new(FixedSink { answer: Some(ProposalDecision::ApproveSession), received: Mutex::new(Vec::new()) });
+    let mut open = route(OPEN_HOST, world.port());
+    open.dlp.outbound_on_match = OnMatch::Supervise;
+    let proxy = world
+        .proxy(ProxyOptions {
+            routes: vec![authed(API_HOST, world.port(), OnMatch::Supervise), open],
+            sink: Some(sink.clone()),
+            ..Default::default()
+        })
+        .await;
+    let client = proxy.reqwest();
+    let post = |url: String, body: String| {
+        let client = client.clone();
+        async move { client.post(url).body(body).send().await.unwrap().status() }
+    };
+    let asked = || sink.received.lock().unwrap().len();
+    assert_eq!(post(world.api_url("/a"), format!("leak {ROUTE_TOKEN}")).await, 200);
+    assert_eq!(asked(), 1);
+    // The same value to the same host, elsewhere in the request: not asked again.
+    assert_eq!(post(world.api_url("/b"), format!("again {ROUTE_TOKEN} here")).await, 200);
+    assert_eq!(asked(), 1);
+    // Another value, or the same value to another host: asked again.
+    assert_eq!(post(world.api_url("/c"), format!("other {OTHER_TOKEN}")).await, 200);
+    assert_eq!(asked(), 2);
+    assert_eq!(post(format!("https://{OPEN_HOST}:{}/d", world.port()), format!("leak {ROUTE_TOKEN}")).await, 200);
+    assert_eq!(asked(), 3);
+    let audit = proxy.audit_text();
+    assert!(audit.contains("dlp.session-allowed") && audit.contains("dlp.supervise-approved-session"), "{audit}");
+    assert_no_secret("audit", &audit);
+    assert_logs_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granted_routes_are_atomic_survive_reloads_and_traffic_is_counted() {
+    let world = World::new().await;
+    let proxy = world
+        .proxy(ProxyOptions {
+            routes: vec![route(OPEN_HOST, world.port()), authed(GIT_HOST, world.port(), OnMatch::Block)],
+            ..Default::default()
+        })
+        .await;
+    let client = proxy.reqwest();
+    // No route: the tunnel itself is refused.
+    assert!(client.get(world.api_url("/")).send().await.is_err());
+
+    assert_eq!(proxy.handle.grant_route(route(API_HOST, world.port())).unwrap(), None);
+    assert_eq!(client.get(world.api_url("/")).send().await.unwrap().status(), 200);
+    // A reload of the configured routes keeps what was granted.
+    proxy.handle.replace_routes(&[route(OPEN_HOST, world.port())]).unwrap();
+    assert_eq!(client.get(world.api_url("/x")).send().await.unwrap().status(), 200);
+    // Granting the same host again replaces its route.
+    let narrowed = bottle_egress::RouteConfig {
+        matches: vec![MatchConfig {
+            paths: vec![PathMatch { kind: PathMatchKind::Prefix, value: "/only".into() }],
+            ..MatchConfig::default()
+        }],
+        ..route(API_HOST, world.port())
+    };
+    assert!(proxy.handle.grant_route(narrowed).unwrap().is_some());
+    assert_eq!(client.get(world.api_url("/x")).send().await.unwrap().status(), 403);
+    assert_eq!(client.get(world.api_url("/only/y")).send().await.unwrap().status(), 200);
+    // A route that does not compile changes nothing.
+    let mut bad = route(EVIL_HOST, world.port());
+    bad.auth = Some(bottle_egress::AuthConfig::bearer_like("Bearer", "NOPE"));
+    assert!(proxy.handle.grant_route(bad).is_err());
+    assert_eq!(proxy.handle.routes().len(), 2);
+
+    let blocked = client.post(world.api_url("/only/z")).body(AWS_KEY).send().await.unwrap();
+    assert_eq!(blocked.status(), 403);
+    let _ = client.get(format!("https://{EVIL_HOST}:{}/", world.port())).send().await;
+    let counters = proxy.handle.counters();
+    let api = counters[API_HOST];
+    assert_eq!((api.allowed, api.denied, api.dlp_hits), (3, 3, 1), "{counters:?}");
+    assert_eq!(counters[EVIL_HOST].denied, 1, "{counters:?}");
+    verify_chain(&proxy.audit).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_swaps_routes_atomically() {
     let world = World::new().await;
     let proxy = world.proxy(ProxyOptions { routes: vec![route(OPEN_HOST, world.port())], ..Default::default() }).await;
