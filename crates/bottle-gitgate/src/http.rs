@@ -244,6 +244,7 @@ fn timeout_of(shared: &Shared) -> Duration {
 
 async fn info_refs(shared: &Shared, repo: &Arc<Repo>, service: Service, protocol: Option<&str>) -> Response<Body> {
     if !repo.is_pinned() {
+        audit_refusal(shared, repo, service, "policy", "git.unpinned-host-key", "no pinned upstream host key");
         return text(StatusCode::FORBIDDEN, repo.unpinned_message());
     }
     // Fetches always see the upstream as it is now; a push only needs a mirror that is not too old
@@ -251,6 +252,7 @@ async fn info_refs(shared: &Shared, repo: &Arc<Repo>, service: Service, protocol
     let push_window = Duration::from_secs(shared.limits.push_refresh_secs);
     let refresh = service == Service::UploadPack || !repo.fresh_within(push_window);
     if refresh && let Err(message) = repo.refresh(&shared.env, timeout_of(shared)).await {
+        audit_refusal(shared, repo, service, "upstream", "git.upstream-unreachable", &message);
         return text(StatusCode::BAD_GATEWAY, &*message);
     }
     let mut cmd = git_command(shared, protocol);
@@ -268,6 +270,27 @@ async fn info_refs(shared: &Shared, repo: &Arc<Repo>, service: Service, protocol
     }
     body.extend_from_slice(&out.stdout);
     git_response(&format!("application/x-git-{}-advertisement", service.name()), full(body))
+}
+
+/// One audit line for a fetch or push the gate refused before git ran (accepted fetches are not
+/// logged; push decisions are logged by the hook).
+fn audit_refusal(shared: &Shared, repo: &Repo, service: Service, side: &'static str, rule: &str, reason: &str) {
+    tracing::warn!(repo = %repo.name, service = service.name(), rule, "request refused");
+    let Some(log) = &shared.audit else { return };
+    let event = match service {
+        Service::UploadPack => "git-fetch",
+        Service::ReceivePack => "git-push",
+    };
+    let event = bottle_egress::audit::AuditEvent {
+        rule: Some(rule.to_owned()),
+        side: Some(side),
+        reason: Some(crate::push::scrub(shared, &repo.scrub(reason.lines().next().unwrap_or_default()))),
+        repo: Some(repo.name.clone()),
+        ..bottle_egress::audit::AuditEvent::new(event, bottle_egress::audit::Decision::Deny)
+    };
+    if let Err(error) = log.append(&event) {
+        tracing::warn!(%error, "cannot write the audit log");
+    }
 }
 
 fn internal(repo: &Repo, service: Service, detail: &str) -> Response<Body> {

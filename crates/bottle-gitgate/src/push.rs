@@ -159,7 +159,7 @@ async fn pre_receive(shared: Arc<Shared>, request: HookRequest, say: Say) -> i32
 }
 
 /// Redacts anything secret-looking (defence in depth: messages are built without values).
-fn scrub(shared: &Shared, text: &str) -> String {
+pub(crate) fn scrub(shared: &Shared, text: &str) -> String {
     let redaction = shared.scanner.engine().redact(text.as_bytes(), &Location::Other("audit".into()));
     String::from_utf8_lossy(&redaction.output).into_owned()
 }

@@ -279,6 +279,9 @@ fn upstream_down_fails_fetch_and_push_closed() {
     assert!(stderr.contains("git-gate: cannot refresh `up` from upstream"), "{stderr}");
     assert!(stderr.contains("hint: "), "{stderr}");
     assert!(!stderr.contains("client_key"), "the key path leaked: {stderr}");
+    let audit = s.gate.audit();
+    assert!(audit.contains(r#""event":"git-fetch""#) && audit.contains("git.upstream-unreachable"), "{audit}");
+    assert!(!audit.contains("client_key"), "{audit}");
     // The push is scanned, then refused because the upstream cannot take it.
     let out = s.agent.push(&s.wd, &["origin", "main"]);
     assert_refused(&out, &["upstream: ", "Connection refused", "the upstream of `up` did not accept the push"]);
