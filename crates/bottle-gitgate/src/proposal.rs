@@ -19,7 +19,8 @@ pub struct GitProposal {
     pub refname: String,
     /// Full id of the commit that adds the line.
     pub commit: String,
-    /// Where: a file path (redacted if it holds a secret), or `commit message`.
+    /// Where: a file's path (bare, redacted if it holds a secret), or `commit message`,
+    /// ``file name `…` ``, `commit author/committer`, `tag message`.
     pub file: String,
     /// 1-based line.
     pub line: u32,

@@ -21,7 +21,7 @@ use crate::hook::{HookRequest, MAX_REQUEST, PUSH_ID_ENV, exit_frame, message_fra
 use crate::policy::{Forward, RefUpdate, UpdateKind, decide, parse_updates};
 use crate::proposal::{GIT_ALLOW_KIND, GitDecision, GitProposal};
 use crate::repo::Repo;
-use crate::scan::{Exclude, PushFinding, ScanReport, ScanRequest, SkipReason, short};
+use crate::scan::{Exclude, Place, PushFinding, ScanReport, ScanRequest, SkipReason, short};
 
 /// An audit line lists at most this many findings (lines stay small; the count is always there).
 const MAX_AUDITED_FINDINGS: usize = 100;
@@ -442,7 +442,11 @@ async fn propose(
                 }
             }
         }
-        let file = finding.place.to_string();
+        // A file's bare (redacted) path; other places by name (`commit message`, …).
+        let file = match &finding.place {
+            Place::File(path) => path.clone(),
+            other => other.to_string(),
+        };
         proposals.push(GitProposal {
             kind: GIT_ALLOW_KIND,
             repo: repo.name.clone(),

@@ -365,7 +365,7 @@ fn inline_allow_is_accepted_when_an_operator_approves() {
     assert_eq!((p.kind, p.repo.as_str(), p.refname.as_str()), ("git-allow", "up", "refs/heads/main"));
     assert_eq!(
         (p.commit.as_str(), p.file.as_str(), p.line, p.rule.as_str()),
-        (commit.as_str(), "`test/fixture.py`", 2, "aws-access-key-id")
+        (commit.as_str(), "test/fixture.py", 2, "aws-access-key-id")
     );
     assert_no_secret(&format!("{p:?}"));
 }
