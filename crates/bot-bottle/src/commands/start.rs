@@ -15,6 +15,9 @@ use crate::printer::Printer;
 
 /// Test hook: fixes the slug suffix so plans are reproducible. Not a user setting.
 const SEED_VAR: &str = "BOT_BOTTLE_SLUG_SEED";
+// The other test hook, `BOT_BOTTLE_CONTROL_OVERRIDE` (`control::OVERRIDE_VAR`): `SLUG=HOST:PORT:TOKEN[,…]`
+// names the control APIs the supervise commands talk to instead of asking the engine, so the
+// interactive view is tested against a fake API without Docker. Not a user setting either.
 
 pub fn run(global: &GlobalArgs, args: &StartArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let ctx = context(global)?;
