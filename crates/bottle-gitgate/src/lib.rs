@@ -20,9 +20,9 @@
 //!   [`GateLimits::push_refresh_secs`]. That is safe because the upstream push decides fast-forwards
 //!   (and leases guard rewrites), and the mirror already holds every upstream commit the agent can
 //!   have (it only fetches through the gate), so the scan's "already upstream" set is complete.
-//! - Commands share one SSH connection per upstream (`ControlMaster`, closed at shutdown), so a
-//!   refresh or push costs a channel instead of a handshake. The pinned key is checked when the
-//!   connection is made; a dead upstream kills the connection and the next command fails closed.
+//! - Every upstream command makes its own SSH connection. Sharing one (`ControlMaster`) would save
+//!   a handshake per push, but a shared connection outlives a revoked key or a host that went down,
+//!   and the gate must fail closed.
 //! - One refresh or push at a time per mirror: a fetch waits for a push in progress, including
 //!   one held for an operator's decision.
 //! - Binary files (git's NUL test, not `.gitattributes`, which the pusher controls) and files above
@@ -164,8 +164,7 @@ impl GitGate {
         }
         let private_dir = config.mirrors_dir.join(".gate");
         let hooks_dir = private_dir.join("hooks");
-        let control_dir = private_dir.join("ssh");
-        for dir in [&config.mirrors_dir, &private_dir, &hooks_dir, &control_dir] {
+        for dir in [&config.mirrors_dir, &private_dir, &hooks_dir] {
             private_dir_at(dir)?;
         }
         let hook_socket = private_dir.join("hook.sock");
@@ -180,14 +179,9 @@ impl GitGate {
 
         let env = GitEnv::clean(&private_dir);
         let mut repos = BTreeMap::new();
-        let dirs = repo::Dirs {
-            mirrors: &config.mirrors_dir,
-            private: &private_dir,
-            hooks: &hooks_dir,
-            control: &control_dir,
-        };
-        for (index, (repo_config, checked)) in config.repos.iter().zip(checked).enumerate() {
-            let repo = repo::Repo::prepare(index, repo_config, &checked.keys, checked.globs, &dirs, &env)?;
+        let dirs = repo::Dirs { mirrors: &config.mirrors_dir, private: &private_dir, hooks: &hooks_dir };
+        for (repo_config, checked) in config.repos.iter().zip(checked) {
+            let repo = repo::Repo::prepare(repo_config, &checked.keys, checked.globs, &dirs, &env)?;
             if !repo.is_pinned() {
                 tracing::warn!(repo = %repo_config.name, "git-gate repo has no pinned host key; every fetch and push will be refused");
             }
@@ -225,15 +219,8 @@ impl GitGate {
         let hook_err = |source| GitGateError::Listen { addr: self.hook_socket.display().to_string(), source };
         self.hook_listener.set_nonblocking(true).map_err(hook_err)?;
         let hook_listener = tokio::net::UnixListener::from_std(self.hook_listener).map_err(hook_err)?;
-        let shared = Arc::clone(&self.shared);
         http::serve(self.shared, listener, hook_listener, shutdown, SHUTDOWN_GRACE).await;
         let _ = std::fs::remove_file(&self.hook_socket);
-        let closing = tokio::task::spawn_blocking(move || {
-            for repo in shared.repos.values() {
-                repo.close_connection(&shared.env);
-            }
-        });
-        let _ = closing.await;
         Ok(())
     }
 }

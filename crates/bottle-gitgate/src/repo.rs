@@ -18,11 +18,6 @@ use crate::git::{GitEnv, RunError, run_async, run_ok, shell_quote};
 
 /// `ConnectTimeout` for the upstream, in seconds.
 const CONNECT_TIMEOUT_SECS: u64 = 10;
-/// How long an idle shared SSH connection to the upstream stays open, in seconds.
-const CONTROL_PERSIST_SECS: u64 = 120;
-/// Longest control socket path we hand to ssh: `sun_path` is 108 bytes and ssh appends a
-/// 17-character suffix while it creates the socket.
-const MAX_CONTROL_PATH: usize = 88;
 
 /// A refresh's outcome, shared by everyone who waited for it. The message is ready to show.
 pub(crate) type RefreshResult = Result<(), Arc<str>>;
@@ -33,8 +28,6 @@ pub(crate) struct Dirs<'a> {
     pub(crate) mirrors: &'a Path,
     pub(crate) private: &'a Path,
     pub(crate) hooks: &'a Path,
-    /// Control sockets of the shared SSH connections (0700).
-    pub(crate) control: &'a Path,
 }
 
 /// One configured repository.
@@ -44,9 +37,6 @@ pub(crate) struct Repo {
     pub(crate) push_refs: Vec<RefGlob>,
     identity: PathBuf,
     known_hosts: PathBuf,
-    /// The socket of the shared SSH connection to the upstream; `None` when the path would be too
-    /// long for a unix socket (every command then opens its own connection).
-    control_path: Option<PathBuf>,
     pinned: bool,
     /// Held by a refresh and by a whole receive-pack, so the mirror's refs change one way at a time.
     pub(crate) op_lock: Arc<tokio::sync::Mutex<()>>,
@@ -102,7 +92,6 @@ const MIRROR_CONFIG: &[(&str, &str)] = &[
 impl Repo {
     /// Creates (if needed) and configures the mirror; writes the pinned known_hosts file. No network.
     pub(crate) fn prepare(
-        index: usize,
         config: &RepoConfig,
         keys: &[HostKey],
         push_refs: Vec<RefGlob>,
@@ -142,8 +131,6 @@ impl Repo {
             push_refs,
             identity: config.identity_file.clone(),
             known_hosts,
-            control_path: Some(dirs.control.join(index.to_string()))
-                .filter(|p| p.as_os_str().len() <= MAX_CONTROL_PATH),
             pinned: !keys.is_empty(),
             op_lock: Arc::new(tokio::sync::Mutex::new(())),
             refresh: Mutex::new(RefreshSlot::default()),
@@ -163,47 +150,20 @@ impl Repo {
         )
     }
 
-    /// `GIT_SSH_COMMAND` for this upstream. Commands share one SSH connection per upstream
-    /// (`ControlMaster`), so a refresh or push costs a channel, not a handshake; the connection
-    /// still verifies the pinned key when it is made and dies with the upstream.
+    /// `GIT_SSH_COMMAND` for this upstream. Every command makes its own connection (no
+    /// `ControlMaster`): each one proves, then and there, that the upstream is reachable, presents
+    /// the pinned host key and still accepts the key — a shared connection would outlive a revoked
+    /// key or a host going down.
     pub(crate) fn ssh_command(&self) -> String {
-        let mux = match &self.control_path {
-            Some(path) => {
-                let path = path.to_string_lossy().replace('%', "%%");
-                format!(
-                    " -o ControlMaster=auto -o ControlPath={} -o ControlPersist={CONTROL_PERSIST_SECS}",
-                    shell_quote(path.as_ref())
-                )
-            }
-            None => " -o ControlMaster=no".to_owned(),
-        };
         format!(
             "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes \
              -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null \
              -o HostKeyAlias={} -o CheckHostIP=no -o UpdateHostKeys=no -o ConnectTimeout={CONNECT_TIMEOUT_SECS} \
-             -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o LogLevel=ERROR{mux}",
+             -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o ControlMaster=no -o LogLevel=ERROR",
             shell_quote(self.identity.as_os_str()),
             shell_quote(self.known_hosts.as_os_str()),
             host_alias(&self.name),
         )
-    }
-
-    /// Closes the shared SSH connection, if one is open (at shutdown).
-    pub(crate) fn close_connection(&self, env: &GitEnv) {
-        let Some(path) = &self.control_path else { return };
-        if !path.exists() {
-            return;
-        }
-        let mut cmd = std::process::Command::new("ssh");
-        cmd.env_clear()
-            .envs(env.get("PATH").map(|p| ("PATH", p)))
-            .args(["-F", "/dev/null", "-o"])
-            .arg(format!("ControlPath={}", path.to_string_lossy().replace('%', "%%")))
-            .args(["-O", "exit", "upstream"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let _ = cmd.status();
     }
 
     /// `env` plus `GIT_DIR` and `GIT_SSH_COMMAND` for this repository.
