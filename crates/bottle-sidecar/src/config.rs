@@ -26,6 +26,10 @@ pub struct SidecarConfig {
     /// The git gate, when the bottle declares `git-gate.repos` (served on `listen.git_gate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_gate: Option<bottle_gitgate::GitGateConfig>,
+    /// The supervise plane: the proposal queue, the agent's MCP server (on `listen.supervise`) and
+    /// the host's control API (on `listen.control`). Without it every proposal is refused at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervise: Option<bottle_supervise::SuperviseConfig>,
 }
 
 /// Listen addresses of the sidecar's services.
@@ -36,6 +40,15 @@ pub struct Listen {
     /// Where the git gate listens; required when `git_gate` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_gate: Option<ListenAddr>,
+    /// Where the agent's MCP server listens; required when `supervise` is set. A unix socket here
+    /// is given to `socket_group` like the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervise: Option<ListenAddr>,
+    /// Where the host's control API listens; required when `supervise` is set. Never reachable by
+    /// the agent: a TCP address inside the sidecar's own network namespace (published on the
+    /// host's loopback only), or a unix socket kept at mode 0600 (never given to `socket_group`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<ListenAddr>,
     /// For unix sockets: the group that may connect. The socket is given this group and mode 0060,
     /// so members of the group (the relay) can connect and nobody else can — not even a process
     /// that happens to share the sidecar's uid. Without it the socket keeps the umask's mode.
@@ -115,6 +128,20 @@ mod tests {
         for bad in ["127.0.0.1:9099", "unix:relative.sock", "tcp:nope", ""] {
             assert!(bad.parse::<ListenAddr>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn supervise_keys_are_optional_and_checked() {
+        let json = r#"{"slug":"s","state_dir":"/s","egress":{},
+            "listen":{"egress":"unix:/run/e.sock","supervise":"unix:/run/s.sock","control":"tcp:0.0.0.0:9200"},
+            "supervise":{"control_token_file":"/etc/bot-bottle/control-token"}}"#;
+        let config: SidecarConfig = serde_json::from_str(json).unwrap();
+        let supervise = config.supervise.unwrap();
+        assert_eq!(supervise.proposal_timeout_secs, 300);
+        assert_eq!(config.listen.control.unwrap().to_string(), "tcp:0.0.0.0:9200");
+        let typo = r#"{"slug":"s","state_dir":"/s","egress":{},"listen":{"egress":"unix:/run/e.sock"},
+            "supervise":{"control_token_file":"/t","timeout":3}}"#;
+        assert!(serde_json::from_str::<SidecarConfig>(typo).is_err());
     }
 
     #[test]

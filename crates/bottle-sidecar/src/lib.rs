@@ -1,5 +1,9 @@
 //! The sidecar bundle: the one process that is a bottle's only way out.
 //!
+//! It serves the egress proxy, the git gate (when the bottle has repositories) and the supervise
+//! plane (when configured: the agent's MCP server and the host's control API, with the proposal
+//! queue as the proxy's and the gate's proposal sink), all on one hash-chained audit log.
+//!
 //! The launcher writes a [`SidecarConfig`] file (format in `docs/sidecar.md`) and starts
 //! `bot-bottle sidecar --config FILE`. Secret values never appear in that file or on the command line:
 //! each token slot is read from a file in a private directory (mode 0700) or from the process
@@ -12,13 +16,18 @@ mod config;
 mod secrets;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
+pub use bottle_supervise::SuperviseConfig;
 pub use config::{Listen, ListenAddr, SidecarConfig};
 pub use secrets::{SECRET_ENV_PREFIX, load_secrets};
 
 use bottle_egress::{Egress, EgressDeps, EgressHandle, EgressListener};
+use bottle_supervise::{ControlToken, ProposalQueue, Supervisor};
 
 /// Everything that can stop a sidecar, each naming the file, slot or address involved.
 #[derive(Debug, thiserror::Error)]
@@ -70,10 +79,45 @@ pub enum SidecarError {
     Audit(#[from] bottle_egress::AuditError),
     #[error("cannot find this executable for the git gate's hook: {0}")]
     HookProgram(#[source] std::io::Error),
+    #[error("supervise: {0}")]
+    Supervise(#[from] bottle_supervise::SuperviseError),
+    #[error("the config has `supervise` but no `listen.{0}` address")]
+    SuperviseListen(&'static str),
+    #[error("the config has `listen.{0}` but no `supervise` section")]
+    SuperviseMissing(&'static str),
+    #[error("cannot build the DLP engine that scrubs proposals: {0}")]
+    Dlp(#[from] bottle_dlp::DlpError),
+    #[error("cannot make the control socket `{path}` private: {source}")]
+    ControlSocket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the {0} service stopped on its own")]
+    ServiceEnded(&'static str),
+    #[error("a service crashed: {0}")]
+    ServiceCrashed(String),
 }
 
 /// How one service's serving ended.
 type Served = Result<(), SidecarError>;
+
+/// Start-up choices that are not part of the config file.
+#[derive(Debug, Clone, Default)]
+pub struct SidecarOptions {
+    /// The program the git gate's pre-receive hook runs as `<program> git-gate-hook --socket …`;
+    /// this executable when `None` (the `bot-bottle` binary).
+    pub hook_program: Option<PathBuf>,
+}
+
+/// The supervise plane, built and bound.
+#[derive(Debug)]
+struct SuperviseServices {
+    supervisor: Arc<Supervisor>,
+    token: ControlToken,
+    mcp: EgressListener,
+    control: EgressListener,
+}
 
 /// A sidecar whose listeners are bound and whose services are built, ready to serve.
 #[derive(Debug)]
@@ -81,14 +125,39 @@ pub struct Sidecar {
     egress: Egress,
     egress_listener: EgressListener,
     git_gate: Option<(bottle_gitgate::GitGate, EgressListener)>,
+    supervise: Option<SuperviseServices>,
     config_path: PathBuf,
 }
 
 impl Sidecar {
-    /// Reads the config and secrets, loads (or mints) the bottle CA, builds the proxy and binds its
-    /// listener. Nothing is served yet.
+    /// Reads the config and secrets, loads (or mints) the bottle CA, builds every service and binds
+    /// every listener. Nothing is served yet.
     pub async fn start(config_path: &Path) -> Result<Self, SidecarError> {
+        Self::start_with(config_path, SidecarOptions::default()).await
+    }
+
+    /// [`Sidecar::start`] with explicit options.
+    pub async fn start_with(config_path: &Path, options: SidecarOptions) -> Result<Self, SidecarError> {
         let config = SidecarConfig::read(config_path)?;
+        // Check the supervise settings (and read the control token) before anything is built.
+        let supervise = match &config.supervise {
+            None => {
+                for (name, set) in
+                    [("supervise", config.listen.supervise.is_some()), ("control", config.listen.control.is_some())]
+                {
+                    if set {
+                        return Err(SidecarError::SuperviseMissing(name));
+                    }
+                }
+                None
+            }
+            Some(settings) => {
+                settings.validate()?;
+                let mcp = config.listen.supervise.clone().ok_or(SidecarError::SuperviseListen("supervise"))?;
+                let control = config.listen.control.clone().ok_or(SidecarError::SuperviseListen("control"))?;
+                Some((settings.clone(), settings.control_token()?, mcp, control))
+            }
+        };
         let secrets = load_secrets(&config)?;
         let ca_dir = config.state_dir.join("ca");
         let ca = bottle_ca::Ca::load_or_create(&ca_dir).map_err(|source| SidecarError::Ca { path: ca_dir, source })?;
@@ -99,17 +168,37 @@ impl Sidecar {
             .iter()
             .map(|(slot, value)| bottle_dlp::KnownSecret::new(slot.clone(), value.expose().as_bytes()))
             .collect();
+        let queue = match &supervise {
+            None => None,
+            Some((settings, ..)) => {
+                let scrubber = bottle_dlp::Engine::new(&bottle_dlp::DlpConfig {
+                    known_secrets: known_secrets.clone(),
+                    ..bottle_dlp::DlpConfig::default()
+                })?;
+                let timeout = Duration::from_secs(settings.proposal_timeout_secs);
+                Some(Arc::new(ProposalQueue::new(timeout, Some(audit.clone()), scrubber)))
+            }
+        };
         let mut deps = EgressDeps::new(Arc::new(ca), secrets);
         deps.audit = Some(audit.clone());
+        if let Some(queue) = &queue {
+            deps.proposals = queue.clone();
+        }
         let egress = Egress::new(&config.egress, deps)?;
         let git_gate = match &config.git_gate {
             None => None,
             Some(gate_config) => {
                 let addr = config.listen.git_gate.as_ref().ok_or(SidecarError::GitGateListen)?;
-                let hook_program = std::env::current_exe().map_err(SidecarError::HookProgram)?;
+                let hook_program = match &options.hook_program {
+                    Some(program) => program.clone(),
+                    None => std::env::current_exe().map_err(SidecarError::HookProgram)?,
+                };
                 let mut gate_deps = bottle_gitgate::GitGateDeps::new(hook_program);
                 gate_deps.known_secrets = known_secrets;
                 gate_deps.audit = Some(audit);
+                if let Some(queue) = &queue {
+                    gate_deps.proposals = queue.clone();
+                }
                 let gate = bottle_gitgate::GitGate::new(gate_config, gate_deps)?;
                 let listener = addr.bind().await?;
                 if let (ListenAddr::Unix(path), Some(gid)) = (addr, config.listen.socket_group) {
@@ -119,16 +208,47 @@ impl Sidecar {
                 Some((gate, listener))
             }
         };
+        let supervise = match (supervise, queue) {
+            (Some((_, token, mcp_addr, control_addr)), Some(queue)) => {
+                let supervisor = Arc::new(Supervisor::new(queue, egress.handle()));
+                let mcp = mcp_addr.bind().await?;
+                if let (ListenAddr::Unix(path), Some(gid)) = (&mcp_addr, config.listen.socket_group) {
+                    restrict_socket(path, gid)?;
+                }
+                let control = control_addr.bind().await?;
+                if let ListenAddr::Unix(path) = &control_addr {
+                    private_socket(path)?;
+                }
+                tracing::info!(mcp = %mcp_addr, control = %control_addr, "supervise ready");
+                Some(SuperviseServices { supervisor, token, mcp, control })
+            }
+            _ => None,
+        };
         let egress_listener = config.listen.egress.bind().await?;
         if let (ListenAddr::Unix(path), Some(gid)) = (&config.listen.egress, config.listen.socket_group) {
             restrict_socket(path, gid)?;
         }
-        Ok(Self { egress, egress_listener, git_gate, config_path: config_path.to_path_buf() })
+        Ok(Self { egress, egress_listener, git_gate, supervise, config_path: config_path.to_path_buf() })
     }
 
     /// The TCP address egress listens on, when it listens on TCP (tests bind port 0).
-    pub fn egress_addr(&self) -> Option<std::net::SocketAddr> {
+    pub fn egress_addr(&self) -> Option<SocketAddr> {
         self.egress_listener.local_addr()
+    }
+
+    /// The TCP address the git gate listens on, when it does.
+    pub fn git_gate_addr(&self) -> Option<SocketAddr> {
+        self.git_gate.as_ref().and_then(|(_, l)| l.local_addr())
+    }
+
+    /// The TCP address the MCP server listens on, when it does.
+    pub fn supervise_addr(&self) -> Option<SocketAddr> {
+        self.supervise.as_ref().and_then(|s| s.mcp.local_addr())
+    }
+
+    /// The TCP address the control API listens on, when it does.
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.supervise.as_ref().and_then(|s| s.control.local_addr())
     }
 
     /// A reloader for the running routes.
@@ -136,38 +256,97 @@ impl Sidecar {
         Reloader { handle: self.egress.handle(), config_path: self.config_path.clone() }
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests. If one service fails the
-    /// other is stopped too: a half-running sidecar would look healthy.
+    /// Serves every service until `shutdown` resolves, then drains in-flight requests. If one
+    /// service fails or stops, every other one is stopped too and the error is returned: a
+    /// half-running sidecar would look healthy.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), SidecarError> {
-        let Some((gate, gate_listener)) = self.git_gate else {
-            self.egress.serve(self.egress_listener, shutdown).await?;
-            return Ok(());
-        };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
+        let mut services: Vec<(&'static str, Service)> = Vec::new();
         let egress = self.egress.serve(self.egress_listener, stopped(stop_rx.clone()));
-        let gate = gate.serve(gate_listener, stopped(stop_rx));
-        tokio::pin!(egress, gate, shutdown);
-        let (mut egress_done, mut gate_done): (Option<Served>, Option<Served>) = (None, None);
+        services.push(("egress", Box::pin(async move { egress.await.map_err(SidecarError::from) })));
+        if let Some((gate, listener)) = self.git_gate {
+            let gate = gate.serve(listener, stopped(stop_rx.clone()));
+            services.push(("git gate", Box::pin(async move { gate.await.map_err(SidecarError::from) })));
+        }
+        if let Some(supervise) = self.supervise {
+            let mcp =
+                bottle_supervise::serve_mcp(supervise.supervisor.clone(), supervise.mcp, stopped(stop_rx.clone()));
+            services.push((
+                "supervise MCP",
+                Box::pin(async move {
+                    mcp.await;
+                    Ok(())
+                }),
+            ));
+            let control = bottle_supervise::serve_control(
+                supervise.supervisor,
+                supervise.token,
+                supervise.control,
+                stopped(stop_rx.clone()),
+            );
+            services.push((
+                "control API",
+                Box::pin(async move {
+                    control.await;
+                    Ok(())
+                }),
+            ));
+        }
+        let mut running = tokio::task::JoinSet::new();
+        for (name, service) in services {
+            running.spawn(async move { (name, service.await) });
+        }
+        tokio::pin!(shutdown);
+        let mut first_error = None;
         tokio::select! {
             () = &mut shutdown => {}
-            r = &mut egress => egress_done = Some(r.map_err(SidecarError::from)),
-            r = &mut gate => gate_done = Some(r.map_err(SidecarError::from)),
+            ended = running.join_next() => {
+                first_error = ended.and_then(|ended| unexpected_end(ended, true));
+            }
         }
-        // Whichever ended (or the shutdown) stops the other.
+        // Whichever ended (or the shutdown) stops the others.
         let _ = stop_tx.send(true);
-        let egress_result = match egress_done {
-            Some(r) => r,
-            None => egress.await.map_err(SidecarError::from),
-        };
-        let gate_result = match gate_done {
-            Some(r) => r,
-            None => gate.await.map_err(SidecarError::from),
-        };
-        egress_result.and(gate_result)
+        while let Some(ended) = running.join_next().await {
+            if let Some(error) = unexpected_end(ended, false) {
+                tracing::error!(%error, "service failed while stopping");
+                first_error.get_or_insert(error);
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
+}
+
+/// One service's serving, boxed so the sidecar can run any number of them.
+type Service = Pin<Box<dyn Future<Output = Served> + Send>>;
+
+/// The error a service's end means: any error; a crash; and, before shutdown was asked for, a
+/// clean return too (a service that stopped on its own leaves the sidecar half-running).
+fn unexpected_end(
+    ended: Result<(&'static str, Served), tokio::task::JoinError>,
+    before_shutdown: bool,
+) -> Option<SidecarError> {
+    match ended {
+        Ok((name, Ok(()))) => before_shutdown.then_some(SidecarError::ServiceEnded(name)),
+        Ok((name, Err(error))) => {
+            tracing::error!(service = name, %error, "service failed; stopping the sidecar");
+            Some(error)
+        }
+        Err(error) => Some(SidecarError::ServiceCrashed(error.to_string())),
+    }
+}
+
+/// Makes the control API's unix socket private to the sidecar's user (mode 0600): the agent's
+/// relay group must never reach it.
+fn private_socket(path: &Path) -> Result<(), SidecarError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|source| SidecarError::ControlSocket { path: path.to_path_buf(), source })
 }
 
 /// Gives a unix socket to `gid` with mode 0060: connecting needs write permission, and the owner

@@ -64,17 +64,19 @@ fn token_allow(p: &Proposal) -> NewProposal {
 /// A `git-allow` proposal: where the marked finding is and which rule, never the line's value.
 fn git_allow(p: &GitProposal) -> NewProposal {
     let short = p.commit.get(..10).unwrap_or(&p.commit);
+    // The gate quotes file paths in backticks; the detail carries the bare path.
+    let file = p.file.strip_prefix('`').and_then(|f| f.strip_suffix('`')).unwrap_or(&p.file);
     NewProposal {
         kind: ProposalKind::GitAllow,
         summary: format!(
             "inline allow in `{}` {} {short}: `{}` line {}: {}",
-            p.repo, p.refname, p.file, p.line, p.rule
+            p.repo, p.refname, file, p.line, p.rule
         ),
         detail: json!({
             "repo": p.repo,
             "ref": p.refname,
             "commit": p.commit,
-            "file": p.file,
+            "file": file,
             "line": p.line,
             "rule": p.rule,
         }),

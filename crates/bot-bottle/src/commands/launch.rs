@@ -408,9 +408,12 @@ impl Launch<'_> {
                 egress: layout.egress_listen.parse().context("the backend's egress address")?,
                 socket_group: layout.socket_group,
                 git_gate: (!plan.git_gate.repos.is_empty()).then(|| layout.git_gate_listen.parse()).transpose()?,
+                supervise: None,
+                control: None,
             },
             egress: egress_config(plan, upstream_ca.as_ref().map(|_| layout.upstream_ca.clone()))?,
             git_gate: git_gate_config(plan, &layout),
+            supervise: None,
         };
         let mut agent_env: Vec<(String, String)> = vec![
             ("HOME".into(), GUEST_HOME.into()),
