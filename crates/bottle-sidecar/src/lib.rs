@@ -375,3 +375,76 @@ impl Reloader {
         Ok(config.egress.routes.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a config with `supervise` and `listen` as given; returns its path.
+    fn config(dir: &Path, supervise: Option<serde_json::Value>, listen: serde_json::Value) -> PathBuf {
+        let mut config = serde_json::json!({ "slug": "t", "state_dir": dir, "egress": {} });
+        config["listen"] = listen;
+        if let Some(supervise) = supervise {
+            config["supervise"] = supervise;
+        }
+        let path = dir.join("sidecar.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        path
+    }
+
+    async fn start_error(dir: &Path, supervise: Option<serde_json::Value>, listen: serde_json::Value) -> String {
+        Sidecar::start(&config(dir, supervise, listen)).await.unwrap_err().to_string()
+    }
+
+    #[tokio::test]
+    async fn supervise_settings_are_checked_before_anything_is_served() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "0123456789abcdef0123").unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let supervise = serde_json::json!({ "control_token_file": token });
+        let tcp = "tcp:127.0.0.1:0";
+        let only_egress = serde_json::json!({ "egress": tcp });
+        let err = start_error(dir.path(), Some(supervise.clone()), only_egress).await;
+        assert!(err.contains("`listen.supervise`"), "{err}");
+        let no_control = serde_json::json!({ "egress": tcp, "supervise": tcp });
+        assert!(start_error(dir.path(), Some(supervise.clone()), no_control).await.contains("`listen.control`"));
+        let stray = serde_json::json!({ "egress": tcp, "control": tcp });
+        assert!(start_error(dir.path(), None, stray).await.contains("no `supervise` section"));
+        let all = serde_json::json!({ "egress": tcp, "supervise": tcp, "control": tcp });
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(start_error(dir.path(), Some(supervise.clone()), all.clone()).await.contains("0640"));
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let zero = serde_json::json!({ "control_token_file": token, "proposal_timeout_secs": 0 });
+        assert!(start_error(dir.path(), Some(zero), all.clone()).await.contains("proposal_timeout_secs"));
+        let sidecar = Sidecar::start(&config(dir.path(), Some(supervise), all)).await.unwrap();
+        assert!(sidecar.supervise_addr().is_some() && sidecar.control_addr().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_control_socket_is_private_to_the_sidecar() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "0123456789abcdef0123").unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let control = dir.path().join("control.sock");
+        let listen = serde_json::json!({
+            "egress": "tcp:127.0.0.1:0", "supervise": "tcp:127.0.0.1:0", "control": format!("unix:{}", control.display()),
+        });
+        let _sidecar =
+            Sidecar::start(&config(dir.path(), Some(serde_json::json!({ "control_token_file": token })), listen))
+                .await
+                .unwrap();
+        assert_eq!(std::fs::metadata(&control).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_service_that_ends_early_is_an_error() {
+        assert!(matches!(unexpected_end(Ok(("egress", Ok(()))), true), Some(SidecarError::ServiceEnded("egress"))));
+        assert!(unexpected_end(Ok(("egress", Ok(()))), false).is_none());
+        let failed = Err(SidecarError::GitGateListen);
+        assert!(matches!(unexpected_end(Ok(("git gate", failed)), false), Some(SidecarError::GitGateListen)));
+    }
+}

@@ -68,10 +68,7 @@ fn git_allow(p: &GitProposal) -> NewProposal {
     let file = p.file.strip_prefix('`').and_then(|f| f.strip_suffix('`')).unwrap_or(&p.file);
     NewProposal {
         kind: ProposalKind::GitAllow,
-        summary: format!(
-            "inline allow in `{}` {} {short}: `{}` line {}: {}",
-            p.repo, p.refname, file, p.line, p.rule
-        ),
+        summary: format!("inline allow in `{}` {} {short}: `{}` line {}: {}", p.repo, p.refname, file, p.line, p.rule),
         detail: json!({
             "repo": p.repo,
             "ref": p.refname,
