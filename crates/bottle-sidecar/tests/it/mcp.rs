@@ -11,7 +11,8 @@ fn authed_api() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tools_are_listed_and_bad_arguments_are_tool_errors_naming_the_field() {
-    let world = World::new(Options { routes: vec![authed_api()], ..Options::default() }).await;
+    // MCP on a unix socket, as the relay reaches it in a docker bottle.
+    let world = World::new(Options { routes: vec![authed_api()], mcp_socket: true, ..Options::default() }).await;
     let client = world.mcp().await;
     let tools = client.list_all_tools().await.unwrap();
     let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();

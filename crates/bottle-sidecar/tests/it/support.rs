@@ -135,11 +135,13 @@ pub struct Options {
     pub proposal_timeout_secs: u64,
     /// The `git_gate` section, if any (its listener is added).
     pub git_gate: Option<Value>,
+    /// Serve MCP on a unix socket (as in a docker bottle) instead of TCP.
+    pub mcp_socket: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { routes: Vec::new(), proposal_timeout_secs: 60, git_gate: None }
+        Self { routes: Vec::new(), proposal_timeout_secs: 60, git_gate: None, mcp_socket: false }
     }
 }
 
@@ -147,7 +149,8 @@ impl Default for Options {
 #[derive(Debug, Clone, Copy)]
 pub struct Addrs {
     pub egress: SocketAddr,
-    pub mcp: SocketAddr,
+    /// `None` when MCP listens on a unix socket.
+    pub mcp: Option<SocketAddr>,
     pub control: SocketAddr,
     pub git_gate: Option<SocketAddr>,
 }
@@ -205,10 +208,23 @@ impl World {
 
     /// An MCP client session (the real rmcp client over streamable HTTP).
     pub async fn mcp(&self) -> RunningService<rmcp::RoleClient, ClientConfig> {
-        let transport = StreamableHttpClientTransport::from_config(StreamableHttpClientTransportConfig::with_uri(
-            format!("http://{}/mcp", self.addrs.mcp),
-        ));
-        ClientConfig::default().serve(transport).await.unwrap()
+        match self.addrs.mcp {
+            Some(addr) => {
+                let transport = StreamableHttpClientTransport::from_config(
+                    StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp")),
+                );
+                ClientConfig::default().serve(transport).await.unwrap()
+            }
+            None => {
+                let socket = self.dir.path().join("supervise.sock");
+                // The Host the agent's relay forwards: its loopback port.
+                let transport = StreamableHttpClientTransport::from_unix_socket(
+                    socket.to_str().unwrap(),
+                    "http://127.0.0.1:9100/mcp",
+                );
+                ClientConfig::default().serve(transport).await.unwrap()
+            }
+        }
     }
 
     /// Runs curl through the egress proxy, trusting only the bottle CA; every output is checked
@@ -270,6 +286,9 @@ fn write_config(dir: &Path, upstream: &Upstream, options: Options) -> PathBuf {
     if options.git_gate.is_some() {
         listen["git_gate"] = json!("tcp:127.0.0.1:0");
     }
+    if options.mcp_socket {
+        listen["supervise"] = json!(format!("unix:{}", dir.join("supervise.sock").display()));
+    }
     let mut config = json!({
         "slug": "it-bottle",
         "state_dir": dir.join("state"),
@@ -301,7 +320,7 @@ async fn start_sidecar(config: &Path) -> (tokio::runtime::Runtime, Addrs) {
         let sidecar = Sidecar::start_with(&config, options).await.unwrap();
         let addrs = Addrs {
             egress: sidecar.egress_addr().unwrap(),
-            mcp: sidecar.supervise_addr().unwrap(),
+            mcp: sidecar.supervise_addr(),
             control: sidecar.control_addr().unwrap(),
             git_gate: sidecar.git_gate_addr(),
         };
