@@ -50,6 +50,8 @@ pub enum Command {
     Stop(StopArgs),
     /// Remove what dead bottles left behind (containers, networks, state)
     Cleanup(CleanupArgs),
+    /// Review and decide what running bottles ask a human for
+    Supervise(SuperviseArgs),
     /// Check this machine (or a running bottle's boundary) for what bottles need
     Doctor(DoctorArgs),
     /// Build the images bottles run
@@ -170,6 +172,43 @@ pub struct StopArgs {
     /// Slugs of the bottles to stop
     #[arg(required = true)]
     pub slugs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    #[command(subcommand)]
+    pub action: Option<SuperviseAction>,
+    /// Print the pending proposals of every running bottle and exit
+    #[arg(long)]
+    pub once: bool,
+    /// Output of --once
+    #[arg(long, value_enum, default_value_t, requires = "once")]
+    pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SuperviseAction {
+    /// Approve a pending proposal
+    Approve {
+        /// Its id (`ID`, or `SLUG:ID` when several bottles use it)
+        id: String,
+        /// For a held DLP hit: this request only, or the same value to the same host from now on
+        #[arg(long, value_parser = ["once", "session"], default_value = "once")]
+        scope: String,
+    },
+    /// Reject a pending proposal
+    Reject {
+        /// Its id (`ID`, or `SLUG:ID`)
+        id: String,
+        /// Why (shown to the agent)
+        #[arg(long, required = true)]
+        reason: String,
+    },
+    /// Past decisions, across bottles
+    History {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod context;
+mod control;
 mod printer;
 
 use std::process::ExitCode;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         Command::Attach(args) => commands::bottles::attach(&cli.global, &args, &printer),
         Command::Stop(args) => commands::bottles::stop(&cli.global, &args, &printer),
         Command::Cleanup(args) => commands::bottles::cleanup(&cli.global, &args, &printer),
+        Command::Supervise(args) => commands::supervise::run(&cli.global, &args, &printer),
         Command::Doctor(args) => commands::doctor::run(&cli.global, &args, &printer),
         Command::Image(command) => commands::image::run(&command, &printer),
         Command::Completions(args) => commands::completions::run(&args, &printer),

@@ -11,6 +11,8 @@
 //! This crate owns the layout so no other crate spells a path by hand. It creates directories only
 //! when asked to: resolving a plan (`start --dry-run`) writes nothing.
 
+mod history;
+pub use history::{DecisionRecord, History};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,8 @@ pub enum StateError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("decision history `{path}`: {message}")]
+    Db { path: PathBuf, message: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {

@@ -12,6 +12,7 @@ pub mod relay;
 pub mod selftest;
 pub mod sidecar;
 pub mod start;
+pub mod supervise;
 
 use bottle_core::spec::{AgentSpec, Sourced};
 use bottle_manifest::{Catalog, ResolvedBottles};

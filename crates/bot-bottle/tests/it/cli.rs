@@ -71,6 +71,7 @@ fn help_lists_only_working_commands() {
             "attach",
             "stop",
             "cleanup",
+            "supervise",
             "doctor",
             "image",
             "completions",
