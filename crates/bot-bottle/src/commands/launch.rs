@@ -17,7 +17,7 @@ use anyhow::{Context as _, bail};
 use bottle_backend::docker::DockerBackend;
 use bottle_backend::image::{BuildMode, ImageBuilder, ImageRecipe};
 use bottle_backend::{Backend, Bottle, ExecUser, GuestFile, LaunchInputs, Progress};
-use bottle_core::plan::{GUEST_CA_PATH, GUEST_HOME, LaunchPlan, RepoKeyPlan, SecretSource};
+use bottle_core::plan::{GUEST_CA_PATH, GUEST_HOME, LaunchPlan, RepoKeyPlan, SUPERVISE_PORT, SecretSource};
 use bottle_core::spec::AgentSpec;
 use bottle_core::{BackendKind, Diagnostic};
 use bottle_egress::{AuthConfig, DlpSettings, EgressConfig, MatchConfig, RouteConfig};
@@ -408,12 +408,15 @@ impl Launch<'_> {
                 egress: layout.egress_listen.parse().context("the backend's egress address")?,
                 socket_group: layout.socket_group,
                 git_gate: (!plan.git_gate.repos.is_empty()).then(|| layout.git_gate_listen.parse()).transpose()?,
-                supervise: None,
-                control: None,
+                supervise: Some(layout.supervise_listen.parse()?),
+                control: Some(layout.control_listen.parse()?),
             },
             egress: egress_config(plan, upstream_ca.as_ref().map(|_| layout.upstream_ca.clone()))?,
             git_gate: git_gate_config(plan, &layout),
-            supervise: None,
+            supervise: Some(bottle_supervise::SuperviseConfig {
+                control_token_file: layout.control_token_file.clone(),
+                proposal_timeout_secs: bottle_supervise::DEFAULT_TIMEOUT_SECS,
+            }),
         };
         let mut agent_env: Vec<(String, String)> = vec![
             ("HOME".into(), GUEST_HOME.into()),
@@ -427,6 +430,9 @@ impl Launch<'_> {
             agent_env.push((entry.name.clone(), entry.value.clone()));
         }
         agent_env.extend(values.agent_env);
+        // The control API's token: the host keeps it in the state directory (0600) for `supervise`,
+        // the sidecar gets a copy; the agent never sees it.
+        let control_token = write_control_token(&self.state)?;
         check()?;
         step(&format!("launching on {} (agent runtime {runtime})", plan.backend));
         let handle = backend
@@ -438,7 +444,7 @@ impl Launch<'_> {
                     upstream_ca,
                     key_files,
                     git_gate: !plan.git_gate.repos.is_empty(),
-                    control_token: None,
+                    control_token: Some(control_token.into_bytes()),
                     agent_env,
                     agent_image,
                     sidecar_image,
@@ -517,12 +523,19 @@ fn provision(handle: &dyn Bottle, plan: &LaunchPlan, ca_pem: &[u8]) -> anyhow::R
     let gitconfig = gitconfig(plan);
     let (ca_path, prompt_path) = (PathBuf::from(GUEST_CA_PATH), PathBuf::from(&plan.agent.prompt.guest_path));
     let gitconfig_path = PathBuf::from(format!("{GUEST_HOME}/.gitconfig"));
+    // The supervise MCP server, for any MCP client that reads a project-style `.mcp.json`
+    // (provider templates register it their own way).
+    let mcp = serde_json::to_vec_pretty(&serde_json::json!({
+        "mcpServers": { "bot-bottle": { "type": "http", "url": format!("http://127.0.0.1:{SUPERVISE_PORT}/mcp") } }
+    }))?;
+    let mcp_path = PathBuf::from(format!("{GUEST_HOME}/.mcp.json"));
     let file = |dest, contents, owner| GuestFile { dest, contents, mode: 0o644, owner };
     handle
         .put_files(&[
             file(&ca_path, ca_pem, ExecUser::Root),
             file(&prompt_path, &prompt, ExecUser::Agent),
             file(&gitconfig_path, gitconfig.as_bytes(), ExecUser::Agent),
+            file(&mcp_path, &mcp, ExecUser::Agent),
         ])
         .map_err(super::backend_error)?;
     // Appending to the bundle is what `update-ca-certificates` would do for one certificate, without
@@ -561,6 +574,22 @@ fn gitconfig(plan: &LaunchPlan) -> String {
         s.push_str(&format!("[url {}]\n\tinsteadOf = {}\n", quote(&repo.gate_url), quote(&repo.url)));
     }
     s
+}
+
+/// A fresh control token in `state/<slug>/control-token` (0600).
+fn write_control_token(state: &BottleState) -> anyhow::Result<String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let bytes: [u8; 32] = rand::random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let path = state.dir().join(crate::control::TOKEN_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create `{}`", path.display()))?;
+    file.write_all(token.as_bytes())?;
+    Ok(token)
 }
 
 /// The SSH key of every git-gate repo, read before anything is created. Keys go to the sidecar
