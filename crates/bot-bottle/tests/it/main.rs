@@ -7,6 +7,7 @@ mod gitgate;
 mod lifecycle;
 mod secrets;
 mod sidecar;
+mod supervise_e2e;
 mod supervise_tui;
 
 use std::path::{Path, PathBuf};
