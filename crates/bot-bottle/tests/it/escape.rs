@@ -414,7 +414,7 @@ fn require_docker() {
 }
 
 /// The default bridge's gateway: the host as containers see it.
-fn bridge_gateway() -> Ipv4Addr {
+pub(crate) fn bridge_gateway() -> Ipv4Addr {
     let out = docker(&["network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"]);
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(DEFAULT_GATEWAY)
 }

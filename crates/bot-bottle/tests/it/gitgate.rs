@@ -74,15 +74,6 @@ impl Sshd {
     }
 }
 
-fn gateway() -> String {
-    let out = Command::new("docker")
-        .args(["network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"])
-        .output()
-        .expect("docker CLI");
-    let gw = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if gw.is_empty() { "172.17.0.1".to_owned() } else { gw }
-}
-
 /// A bare upstream with one commit on `main`.
 fn upstream(dir: &Path) -> PathBuf {
     let bare = dir.join("up.git");
@@ -103,6 +94,21 @@ fn upstream(dir: &Path) -> PathBuf {
     bare
 }
 
+/// Commits `file` (already written in the seed clone) and pushes it to the upstream directly, as
+/// someone working outside the bottle would.
+fn commit_upstream(seed: &Path, bare: &Path, file: &str, message: &str) {
+    let git = |args: &[&str]| {
+        run(Command::new("git")
+            .arg("-C")
+            .arg(seed)
+            .args(["-c", "user.name=Up", "-c", "user.email=up@example.com"])
+            .args(args))
+    };
+    git(&["add", file]);
+    git(&["commit", "-qm", message]);
+    git(&["push", "-q", bare.to_str().expect("utf-8 path"), "main"]);
+}
+
 fn upstream_head(bare: &Path) -> String {
     run(Command::new("git").arg("--git-dir").arg(bare).args(["rev-parse", "main"])).trim().to_owned()
 }
@@ -114,7 +120,7 @@ fn the_agent_clones_fetches_and_pushes_through_the_gate_and_secrets_stay_out() {
     let sshd = Sshd::start();
     let up_dir = tempfile::tempdir().expect("tempdir");
     let bare = upstream(up_dir.path());
-    let url = format!("ssh://root@{}:{}{}", gateway(), sshd.port, bare.display());
+    let url = format!("ssh://root@{}:{}{}", crate::escape::bridge_gateway(), sshd.port, bare.display());
 
     let home = Home::new();
     std::fs::write(
@@ -222,17 +228,7 @@ fn the_agent_clones_fetches_and_pushes_through_the_gate_and_secrets_stay_out() {
     let seed = up_dir.path().join("seed");
     run(Command::new("git").arg("-C").arg(&seed).args(["pull", "-q", bare.to_str().expect("utf-8"), "main"]));
     std::fs::write(seed.join("oob.txt"), "out of band\n").expect("write");
-    run(Command::new("git").arg("-C").arg(&seed).args(["add", "oob.txt"]));
-    run(Command::new("git").arg("-C").arg(&seed).args([
-        "-c",
-        "user.name=Up",
-        "-c",
-        "user.email=up@example.com",
-        "commit",
-        "-qm",
-        "oob file",
-    ]));
-    run(Command::new("git").arg("-C").arg(&seed).args(["push", "-q", bare.to_str().expect("utf-8"), "main"]));
+    commit_upstream(&seed, &bare, "oob.txt", "oob file");
     let (code, out, err) = exec("cd work && git fetch -q origin && git log --format=%s origin/main | head -n 3");
     check(
         "fetch sees an out-of-band upstream commit",
@@ -242,17 +238,7 @@ fn the_agent_clones_fetches_and_pushes_through_the_gate_and_secrets_stay_out() {
 
     // A secret already in upstream history is not flagged again when the agent edits that file.
     std::fs::write(seed.join("legacy.env"), format!("OLD_TOKEN={token}\nother=1\n")).expect("write");
-    run(Command::new("git").arg("-C").arg(&seed).args(["add", "legacy.env"]));
-    run(Command::new("git").arg("-C").arg(&seed).args([
-        "-c",
-        "user.name=Up",
-        "-c",
-        "user.email=up@example.com",
-        "commit",
-        "-qm",
-        "legacy",
-    ]));
-    run(Command::new("git").arg("-C").arg(&seed).args(["push", "-q", bare.to_str().expect("utf-8"), "main"]));
+    commit_upstream(&seed, &bare, "legacy.env", "legacy");
     let (code, _, err) = exec(
         "cd work && git fetch -q origin && git reset -q --hard origin/main && sed -i 's/other=1/other=2/' legacy.env && \
          git commit -qam 'touch legacy' && git push -q origin main",
