@@ -8,6 +8,7 @@ mod commands;
 mod context;
 mod control;
 mod printer;
+mod terminal;
 
 use std::process::ExitCode;
 

@@ -42,6 +42,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `npm` is not installed on this machine.
+    #[error("image `{image}`: cannot run `npm` to fetch the agent CLI: {source}")]
+    NpmMissing {
+        image: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `npm install` failed.
+    #[error("image `{image}`: `npm install {packages}` failed ({status}):\n{log}")]
+    Npm { image: String, packages: String, status: String, log: String },
+    /// A custom Dockerfile's directory is too large to send as a build context.
+    #[error("image `{image}`: the build context `{}` is larger than {limit_mib} MiB", dir.display())]
+    ContextTooLarge { image: String, dir: PathBuf, limit_mib: u64 },
     /// Neither `XDG_CACHE_HOME` nor `HOME` is set, so there is nowhere to cache rootfs tarballs.
     #[error("no cache directory: neither `XDG_CACHE_HOME` nor `HOME` is set")]
     NoCacheDir,
@@ -107,6 +120,9 @@ impl Error {
             }
             Self::Io { .. } => "check the path exists and is writable by this user".into(),
             Self::NoCacheDir => "set `HOME` (or `XDG_CACHE_HOME`)".into(),
+            Self::NpmMissing { .. } => "install Node.js and npm (`apt-get install npm`), which fetch the agent CLIs".into(),
+            Self::Npm { .. } => "check that the npm registry answers (`npm view <package> version`); set `npm_config_registry` for a mirror".into(),
+            Self::ContextTooLarge { .. } => "keep the Dockerfile in a directory of its own (its whole directory is the build context)".into(),
             Self::NoSidecarBinary { .. } => "build the sidecar image with the `bot-bottle` binary itself".into(),
             Self::Launch { .. } => {
                 "`docker info` shows the engine's state; `bot-bottle cleanup` removes anything left behind".into()

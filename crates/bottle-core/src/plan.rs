@@ -136,6 +136,8 @@ pub struct ProvenancedValue {
 pub struct ProviderPlan {
     pub template: String,
     pub builtin: bool,
+    /// `built-in`, or the plugin's `provider.toml`.
+    pub source: String,
     pub dockerfile: Option<PathBuf>,
     /// The secret slot holding the provider's credential, if it has one.
     pub auth_token_slot: Option<String>,
@@ -163,8 +165,16 @@ pub struct EnvEntry {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SecretSource {
-    HostEnv { var: String },
-    Prompt { message: Option<String> },
+    HostEnv {
+        var: String,
+    },
+    Prompt {
+        message: Option<String>,
+    },
+    /// The access token of the host's Codex login (`~/.codex/auth.json`), checked at launch.
+    CodexAuth {
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -192,6 +202,9 @@ pub struct RoutePlan {
     pub host: String,
     pub port: Option<u16>,
     pub auth: Option<RouteAuthPlan>,
+    /// A provider route's placeholder: what the agent holds in `header` instead of the credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<PlaceholderPlan>,
     pub matches: Vec<MatchSpec>,
     pub dlp: DlpPlan,
     pub from: Origin,
@@ -204,6 +217,13 @@ pub struct RouteAuthPlan {
     pub token_slot: String,
     /// The injected value as the plan shows it: `«VAR»`.
     pub token: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlaceholderPlan {
+    pub header: String,
+    /// Not secret: the stand-in the agent sends.
+    pub value: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -403,6 +423,7 @@ pub fn resolve(input: PlanInput<'_>) -> Result<LaunchPlan, Diagnostic> {
                 host: r.host.clone(),
                 port: r.port,
                 auth,
+                placeholder: None,
                 matches: r.matches.clone(),
                 dlp: DlpPlan {
                     outbound_detectors: r
@@ -528,6 +549,11 @@ pub fn resolve(input: PlanInput<'_>) -> Result<LaunchPlan, Diagnostic> {
             sidecar: format!("bot-bottle-sidecar:{version}"),
         },
         provider: ProviderPlan {
+            source: if builtin {
+                "built-in".to_owned()
+            } else {
+                host.bot_home.join("contrib").join(&template).join("provider.toml").display().to_string()
+            },
             template,
             builtin,
             dockerfile: bottle

@@ -19,6 +19,8 @@ use crate::diag::SourceLocation;
 pub enum ManifestKind {
     Bottle,
     Agent,
+    /// A provider template (`provider.toml`): the routes and environment a provider brings.
+    Provider,
 }
 
 impl fmt::Display for ManifestKind {
@@ -26,6 +28,7 @@ impl fmt::Display for ManifestKind {
         f.write_str(match self {
             Self::Bottle => "bottle",
             Self::Agent => "agent",
+            Self::Provider => "provider",
         })
     }
 }

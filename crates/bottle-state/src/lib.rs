@@ -209,6 +209,13 @@ pub struct Metadata {
     /// The sandbox runtime the agent runs under (`runc`, `runsc`, …).
     #[serde(default)]
     pub runtime: String,
+    /// The agent's interactive command line in the bottle, as the provider template rendered it at
+    /// launch (what `attach` runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// The provider's resume form of it, when it has one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resume_command: Vec<String>,
 }
 
 impl BottleState {

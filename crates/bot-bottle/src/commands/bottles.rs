@@ -19,7 +19,7 @@ use bottle_state::Metadata;
 use serde::Serialize;
 
 use crate::cli::{AttachArgs, CleanupArgs, ExecArgs, Format, GlobalArgs, ListArgs, StopArgs};
-use crate::commands::{backend_error, context, provider};
+use crate::commands::{backend_error, context};
 use crate::context::Context;
 use crate::printer::Printer;
 
@@ -194,10 +194,18 @@ pub fn attach(global: &GlobalArgs, args: &AttachArgs, _printer: &Printer) -> any
     let ctx = context(global)?;
     let backend = backend()?;
     let bottle = backend.open(&args.slug).map_err(backend_error)?;
-    let template = ctx.home.state(&args.slug).read_metadata().map(|m| m.template).unwrap_or_default();
-    let command =
-        provider::command(if template.is_empty() { "shell" } else { &template }, &provider::Mode::Interactive)?;
-    let code = bottle.attach(&command).map_err(backend_error)?;
+    let meta = ctx.home.state(&args.slug).read_metadata().ok();
+    // The command line the launch rendered from the provider template.
+    let command = meta.as_ref().map(|m| m.command.clone()).filter(|c| !c.is_empty()).ok_or_else(|| {
+        Diagnostic::new(format!("bottle `{}` has no agent command in its metadata", args.slug))
+            .hint(format!("`bot-bottle exec {} -- CMD` runs a command in it", args.slug))
+    })?;
+    let label = meta.as_ref().and_then(|m| m.label.clone()).unwrap_or_else(|| args.slug.clone());
+    let color = meta.as_ref().and_then(|m| m.color.as_deref()).and_then(|c| bottle_core::Color::parse(c).ok());
+    let tint = crate::terminal::Tint::begin(&label, color);
+    let code = bottle.attach(&command).map_err(backend_error);
+    drop(tint);
+    let code = code?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 

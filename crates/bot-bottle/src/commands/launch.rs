@@ -22,6 +22,8 @@ use bottle_core::spec::AgentSpec;
 use bottle_core::{BackendKind, Diagnostic};
 use bottle_egress::{AuthConfig, DlpSettings, EgressConfig, MatchConfig, RouteConfig};
 use bottle_gitgate::{GitGateConfig, RepoConfig};
+use bottle_provider::Provider;
+use bottle_provider::codex::HostAuth;
 use bottle_sidecar::{Listen, SidecarConfig};
 use bottle_state::{BottleState, Metadata};
 
@@ -36,6 +38,7 @@ pub fn run(
     args: &StartArgs,
     plan: &LaunchPlan,
     agent: &AgentSpec,
+    provider: &Provider,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     // Everything that can be refused without touching anything.
@@ -49,8 +52,21 @@ pub fn run(
         (None, true) => provider::Mode::Detached,
         (None, false) => provider::Mode::Interactive,
     };
-    let command = provider::command(&plan.provider.template, &mode)?;
     let values = SecretValues::read(plan, args.headless)?;
+    // The template's variables; a forwarded Codex login brings its own stand-in token.
+    let mut vars = bottle_provider::apply::vars(provider, plan);
+    if let Some(codex) = &values.codex {
+        vars.placeholder = codex.placeholder();
+    }
+    let command = provider::command(provider, &vars, &mode, false)?;
+    let interactive_command = provider::command(provider, &vars, &provider::Mode::Interactive, false)?;
+    let resume_command = if provider.template.resume_args.is_empty() {
+        Vec::new()
+    } else {
+        provider::command(provider, &vars, &provider::Mode::Interactive, true)?
+    };
+    let rendered = bottle_provider::render::render(&provider.template, &provider.name, &provider.path, &vars)?;
+    let dockerfile = provider::dockerfile(plan, provider, ctx.home.root())?;
     for skill in &plan.agent.skills {
         if !skill.source.is_dir() {
             return Err(Diagnostic::new(format!(
@@ -105,7 +121,7 @@ pub fn run(
     watch_signals(&rt, cancel.clone())?;
     let started = Instant::now();
     let backend = DockerBackend::connect(rt.clone()).map_err(super::backend_error)?;
-    let (agent_image, sidecar_image) = ensure_images(&backend, printer)?;
+    let (agent_image, sidecar_image) = ensure_images(&backend, printer, provider, dockerfile.as_deref())?;
     let preflight = backend.prepare(plan, &agent_image).map_err(super::backend_error)?;
     for w in &preflight.warnings {
         printer.warn(w);
@@ -126,6 +142,9 @@ pub fn run(
         runtime: preflight.runtime.clone(),
         cancel: cancel.clone(),
         detached: matches!(mode, provider::Mode::Detached),
+        rendered,
+        placeholder: vars.placeholder.clone(),
+        commands: (interactive_command, resume_command),
     });
     if let Err(err) = result {
         launch.abandon();
@@ -153,7 +172,9 @@ pub fn run(
         }
         provider::Mode::Interactive => {
             launch.set_status("running", None);
+            let tint = crate::terminal::Tint::begin(&vars.label, plan.color);
             let code = handle.attach(&command).map_err(super::backend_error);
+            drop(tint);
             launch.finish(handle, code.as_ref().ok().copied());
             exit_with(code?)
         }
@@ -216,7 +237,12 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
 
 /// Agent and sidecar images for this binary, built (offline) only when no image of the same inputs
 /// exists in either build mode.
-fn ensure_images(backend: &DockerBackend, printer: &Printer) -> anyhow::Result<(String, String)> {
+fn ensure_images(
+    backend: &DockerBackend,
+    printer: &Printer,
+    provider: &Provider,
+    dockerfile: Option<&std::path::Path>,
+) -> anyhow::Result<(String, String)> {
     let exe = std::env::current_exe().context("cannot find this executable for the sidecar image")?;
     let progress = StepProgress { printer };
     let builder = ImageBuilder::new(backend.engine(), &progress).map_err(super::backend_error)?;
@@ -247,7 +273,23 @@ fn ensure_images(backend: &DockerBackend, printer: &Printer) -> anyhow::Result<(
         tags.push(tag);
     }
     let sidecar = tags.pop().context("no sidecar image")?;
-    let agent = tags.pop().context("no agent image")?;
+    let base = tags.pop().context("no agent image")?;
+    // The provider's CLI on top of the base: a Dockerfile (bottle, manifest, plugin) or the
+    // template's npm packages; `shell` and plugins without either run on the base itself.
+    let image = &provider.template.image;
+    let recipe = match dockerfile {
+        Some(path) => Some(ImageRecipe::custom(&provider.name, &base, path).map_err(super::backend_error)?),
+        None if image.npm.is_empty() => None,
+        None => Some(ImageRecipe::provider(BuildMode::Offline, &provider.name, &base, &image.npm, &image.links)),
+    };
+    let agent = match recipe {
+        None => base,
+        Some(recipe) if exists(&recipe.tag) => recipe.tag,
+        Some(recipe) => {
+            printer.step(&format!("building the `{}` agent image (first launch with this template)", provider.name));
+            backend.runtime().block_on(builder.build(&recipe)).map_err(super::backend_error)?.tag
+        }
+    };
     Ok((agent, sidecar))
 }
 
@@ -276,11 +318,13 @@ struct SecretValues {
     sidecar: Vec<(String, Vec<u8>)>,
     /// Env entry name → value, for the agent's environment.
     agent_env: Vec<(String, String)>,
+    /// The host's Codex login, when the bottle forwards it.
+    codex: Option<HostAuth>,
 }
 
 impl SecretValues {
     fn read(plan: &LaunchPlan, headless: bool) -> anyhow::Result<Self> {
-        let mut out = Self { sidecar: Vec::new(), agent_env: Vec::new() };
+        let mut out = Self { sidecar: Vec::new(), agent_env: Vec::new(), codex: None };
         for slot in &plan.secret_slots {
             let value = match &slot.source {
                 SecretSource::HostEnv { var } => match std::env::var(var) {
@@ -305,6 +349,13 @@ impl SecretValues {
                         .into());
                     }
                     ask_secret(message.as_deref().unwrap_or(&slot.name))?
+                }
+                SecretSource::CodexAuth { path } => {
+                    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                    let auth = bottle_provider::codex::read_host_auth(path, i64::try_from(now).unwrap_or(i64::MAX))?;
+                    let value = auth.access_token.expose().to_owned();
+                    out.codex = Some(auth);
+                    value
                 }
             };
             if slot.visible_to_agent {
@@ -343,6 +394,12 @@ struct LaunchParts<'a> {
     runtime: String,
     cancel: Arc<AtomicBool>,
     detached: bool,
+    /// The provider's files, environment and MCP registration for this bottle.
+    rendered: bottle_provider::Rendered,
+    /// What the agent holds instead of the provider credential.
+    placeholder: String,
+    /// The interactive and resume command lines, kept in the metadata for `attach`.
+    commands: (Vec<String>, Vec<String>),
 }
 
 /// A launch in progress: what exists so far, so an error can remove it.
@@ -367,6 +424,9 @@ impl Launch<'_> {
             runtime,
             cancel,
             detached,
+            rendered,
+            placeholder,
+            commands,
         } = parts;
         let step = |text: &str| {
             self.printer.step(text);
@@ -392,6 +452,8 @@ impl Launch<'_> {
             status: "starting".into(),
             exit_code: None,
             runtime: runtime.clone(),
+            command: commands.0,
+            resume_command: commands.1,
         })?;
         std::fs::write(&plan.agent.prompt.host_path, &agent.prompt)
             .with_context(|| format!("cannot write `{}`", plan.agent.prompt.host_path.display()))?;
@@ -411,7 +473,7 @@ impl Launch<'_> {
                 supervise: Some(layout.supervise_listen.parse()?),
                 control: Some(layout.control_listen.parse()?),
             },
-            egress: egress_config(plan, upstream_ca.as_ref().map(|_| layout.upstream_ca.clone()))?,
+            egress: egress_config(plan, upstream_ca.as_ref().map(|_| layout.upstream_ca.clone()), &placeholder)?,
             git_gate: git_gate_config(plan, &layout),
             supervise: Some(bottle_supervise::SuperviseConfig {
                 control_token_file: layout.control_token_file.clone(),
@@ -422,7 +484,12 @@ impl Launch<'_> {
             ("HOME".into(), GUEST_HOME.into()),
             ("USER".into(), "node".into()),
             ("BOT_BOTTLE_SLUG".into(), plan.slug.to_string()),
+            ("BOT_BOTTLE_LABEL".into(), plan.label.as_ref().map_or_else(|| plan.slug.to_string(), ToString::to_string)),
         ];
+        if let Some(c) = plan.color {
+            agent_env.push(("BOT_BOTTLE_COLOR".into(), c.to_string()));
+            agent_env.push(("BOT_BOTTLE_COLOR_SGR".into(), crate::terminal::sgr(c).to_string()));
+        }
         for entry in &plan.env {
             if entry.secret {
                 continue;
@@ -430,6 +497,7 @@ impl Launch<'_> {
             agent_env.push((entry.name.clone(), entry.value.clone()));
         }
         agent_env.extend(values.agent_env);
+        let values_codex = values.codex;
         // The control API's token: the host keeps it in the state directory (0600) for `supervise`,
         // the sidecar gets a copy; the agent never sees it.
         let control_token = write_control_token(&self.state)?;
@@ -458,8 +526,19 @@ impl Launch<'_> {
         let handle = &**self.handle.insert(handle);
 
         check()?;
-        step("provisioning: CA trust, prompt, skills, git identity");
-        provision(handle, plan, ca.cert_pem().as_bytes())?;
+        step(&format!(
+            "provisioning: CA trust, prompt, skills, git identity, {} configuration",
+            plan.provider.template
+        ));
+        let mut extra = rendered.files;
+        if let Some(codex) = &values_codex {
+            extra.push(bottle_provider::render::RenderedFile {
+                path: format!("{GUEST_HOME}/.codex/auth.json"),
+                mode: 0o600,
+                contents: codex.agent_auth_json(),
+            });
+        }
+        provision(handle, plan, ca.cert_pem().as_bytes(), &extra, &rendered.mcp_command)?;
         check()?;
         step("boundary self-test");
         let report = bottle_backend::selftest::run_in(handle).map_err(super::backend_error)?;
@@ -517,7 +596,13 @@ impl Launch<'_> {
 
 /// Provisioning in the order of DESIGN.md §3: CA trust, prompt, skills, git identity. Every file is
 /// written with its final owner, so the home needs no `chown` (the agent has no capabilities).
-fn provision(handle: &dyn Bottle, plan: &LaunchPlan, ca_pem: &[u8]) -> anyhow::Result<()> {
+fn provision(
+    handle: &dyn Bottle,
+    plan: &LaunchPlan,
+    ca_pem: &[u8],
+    provider_files: &[bottle_provider::render::RenderedFile],
+    mcp_command: &[String],
+) -> anyhow::Result<()> {
     let prompt = std::fs::read(&plan.agent.prompt.host_path)
         .with_context(|| format!("cannot read `{}`", plan.agent.prompt.host_path.display()))?;
     let gitconfig = gitconfig(plan);
@@ -530,14 +615,17 @@ fn provision(handle: &dyn Bottle, plan: &LaunchPlan, ca_pem: &[u8]) -> anyhow::R
     }))?;
     let mcp_path = PathBuf::from(format!("{GUEST_HOME}/.mcp.json"));
     let file = |dest, contents, owner| GuestFile { dest, contents, mode: 0o644, owner };
-    handle
-        .put_files(&[
-            file(&ca_path, ca_pem, ExecUser::Root),
-            file(&prompt_path, &prompt, ExecUser::Agent),
-            file(&gitconfig_path, gitconfig.as_bytes(), ExecUser::Agent),
-            file(&mcp_path, &mcp, ExecUser::Agent),
-        ])
-        .map_err(super::backend_error)?;
+    let provider_paths: Vec<PathBuf> = provider_files.iter().map(|f| PathBuf::from(&f.path)).collect();
+    let mut files = vec![
+        file(&ca_path, ca_pem, ExecUser::Root),
+        file(&prompt_path, &prompt, ExecUser::Agent),
+        file(&gitconfig_path, gitconfig.as_bytes(), ExecUser::Agent),
+        file(&mcp_path, &mcp, ExecUser::Agent),
+    ];
+    for (f, path) in provider_files.iter().zip(&provider_paths) {
+        files.push(GuestFile { dest: path, contents: &f.contents, mode: f.mode, owner: ExecUser::Agent });
+    }
+    handle.put_files(&files).map_err(super::backend_error)?;
     // Appending to the bundle is what `update-ca-certificates` would do for one certificate, without
     // rehashing the whole store (a second per launch); the file in `/usr/local/share` keeps the CA
     // in the store if the agent ever runs `update-ca-certificates` itself.
@@ -555,7 +643,24 @@ fn provision(handle: &dyn Bottle, plan: &LaunchPlan, ca_pem: &[u8]) -> anyhow::R
     for skill in &plan.agent.skills {
         handle.cp_in(&skill.source, &PathBuf::from(&skill.dest), ExecUser::Agent).map_err(super::backend_error)?;
     }
+    if !mcp_command.is_empty() {
+        let script = mcp_command.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
+        let result =
+            handle.exec(&format!("cd {GUEST_HOME} && {script}"), ExecUser::Agent).map_err(super::backend_error)?;
+        if !result.success() {
+            bail!(
+                "cannot register the supervise MCP server with `{}`: {}",
+                mcp_command.join(" "),
+                String::from_utf8_lossy(&result.stderr).trim()
+            );
+        }
+    }
     Ok(())
+}
+
+/// `s` as one POSIX shell word.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// The agent's `~/.gitconfig`: identity from the plan.
@@ -650,7 +755,11 @@ fn git_gate_config(plan: &LaunchPlan, layout: &bottle_backend::SidecarLayout) ->
 }
 
 /// The proxy's config from the plan's egress section.
-pub fn egress_config(plan: &LaunchPlan, upstream_ca: Option<PathBuf>) -> anyhow::Result<EgressConfig> {
+pub fn egress_config(
+    plan: &LaunchPlan,
+    upstream_ca: Option<PathBuf>,
+    placeholder: &str,
+) -> anyhow::Result<EgressConfig> {
     let mut routes = Vec::new();
     for r in &plan.egress.routes {
         let matches: Vec<MatchConfig> = serde_json::from_value(serde_json::to_value(&r.matches)?)
@@ -666,7 +775,11 @@ pub fn egress_config(plan: &LaunchPlan, upstream_ca: Option<PathBuf>) -> anyhow:
             }),
             matches,
             dlp,
-            placeholder: None,
+            // The launch's placeholder (a forwarded Codex login's stand-in token is made per launch).
+            placeholder: r.placeholder.as_ref().map(|p| bottle_egress::PlaceholderConfig {
+                header: p.header.clone(),
+                value: if placeholder.is_empty() { p.value.clone() } else { placeholder.to_owned() },
+            }),
         });
     }
     let log = plan.egress.log.try_into().map_err(|e: String| anyhow::anyhow!("egress.log: {e}"))?;

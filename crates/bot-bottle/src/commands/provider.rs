@@ -1,10 +1,13 @@
-//! What runs as the agent in a bottle, per provider template.
-//!
-//! Only the built-in `shell` template launches today (the agent is `bash`); the Claude Code, Codex
-//! and Pi templates and user plugins need their own images and configuration and are refused with a
-//! clear message rather than started half-configured.
+//! What runs as the agent in a bottle: the provider template (`bottle-provider`) applied to the
+//! plan, its image, its credential and its command line.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use bottle_core::Diagnostic;
+use bottle_core::plan::LaunchPlan;
+use bottle_provider::Provider;
+use bottle_provider::apply::HostView;
 
 /// How the agent runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,21 +20,62 @@ pub enum Mode {
     Detached,
 }
 
-/// The agent's command line inside the bottle for `template` in `mode` (the interactive form for
-/// a detached bottle, which `attach` runs).
-pub fn command(template: &str, mode: &Mode) -> anyhow::Result<Vec<String>> {
-    match template {
-        "shell" => Ok(match mode {
-            Mode::Headless(prompt) => vec!["bash".into(), "-lc".into(), prompt.clone()],
-            Mode::Interactive | Mode::Detached => vec!["bash".into(), "-l".into()],
-        }),
-        other => Err(Diagnostic::new(format!("provider template `{other}` cannot be launched yet"))
-            .key("agent_provider.template")
-            .hint(
-                "use `agent_provider.template: shell` (the agent is bash); `start --dry-run` shows any template's plan",
-            )
-            .into()),
+/// The host's Codex login, `~/.codex/auth.json` (`$CODEX_HOME/auth.json` when that is set).
+pub fn codex_auth_path(user_home: &Path) -> PathBuf {
+    std::env::var_os("CODEX_HOME")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| user_home.join(".codex"), PathBuf::from)
+        .join("auth.json")
+}
+
+/// Loads the plan's provider template and applies it: routes, environment, credential, skills.
+pub fn load_and_apply(
+    plan: &mut LaunchPlan,
+    bot_home: &Path,
+    user_home: &Path,
+    env_set: BTreeSet<String>,
+) -> Result<Provider, Diagnostic> {
+    let provider = bottle_provider::load(&plan.provider.template, bot_home)?;
+    let codex_auth = codex_auth_path(user_home);
+    let host = HostView { env_set, codex_auth_exists: codex_auth.is_file(), codex_auth };
+    bottle_provider::apply(&provider, plan, &host)?;
+    Ok(provider)
+}
+
+/// The agent's command line for `mode` (the interactive form for a detached bottle, which `attach`
+/// runs); `resume` asks for the provider's resume form.
+pub fn command(
+    provider: &Provider,
+    vars: &bottle_provider::Vars,
+    mode: &Mode,
+    resume: bool,
+) -> Result<Vec<String>, Diagnostic> {
+    let mode = match mode {
+        Mode::Headless(p) => bottle_provider::Mode::Headless(p.clone()),
+        Mode::Interactive | Mode::Detached => bottle_provider::Mode::Interactive,
+    };
+    bottle_provider::render::command(&provider.template, &provider.name, &provider.path, vars, &mode, resume)
+}
+
+/// Which Dockerfile builds the agent image, first found wins: the bottle's own
+/// (`bottles/<name>.Dockerfile` beside the last bottle of the chain that has one), the manifest's
+/// `agent_provider.dockerfile`, the plugin's `Dockerfile`; `None` means the built-in recipe.
+pub fn dockerfile(plan: &LaunchPlan, provider: &Provider, bot_home: &Path) -> Result<Option<PathBuf>, Diagnostic> {
+    for name in plan.bottles.iter().rev() {
+        let own = bot_home.join("bottles").join(format!("{name}.Dockerfile"));
+        if own.is_file() {
+            return Ok(Some(own));
+        }
     }
+    if let Some(path) = &plan.provider.dockerfile {
+        if !path.is_file() {
+            return Err(Diagnostic::new(format!("`agent_provider.dockerfile` `{}` is not a file", path.display()))
+                .key("agent_provider.dockerfile")
+                .hint("point it at a Dockerfile (built FROM `${BOT_BOTTLE_BASE}`, the agent base image)"));
+        }
+        return Ok(Some(path.clone()));
+    }
+    Ok(provider.plugin_dockerfile())
 }
 
 #[cfg(test)]
@@ -40,8 +84,12 @@ mod tests {
 
     #[test]
     fn shell_runs_bash() {
-        assert_eq!(command("shell", &Mode::Interactive).unwrap(), ["bash", "-l"]);
-        assert_eq!(command("shell", &Mode::Headless("echo hi".into())).unwrap(), ["bash", "-lc", "echo hi"]);
-        assert!(command("claude", &Mode::Interactive).is_err());
+        let p = bottle_provider::builtin("shell").expect("shell");
+        let vars = bottle_provider::Vars::default();
+        assert_eq!(command(&p, &vars, &Mode::Interactive, false).expect("argv"), ["bash", "-l"]);
+        assert_eq!(
+            command(&p, &vars, &Mode::Headless("echo hi".into()), false).expect("argv"),
+            ["bash", "-l", "-c", "echo hi"]
+        );
     }
 }

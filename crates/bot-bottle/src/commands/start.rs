@@ -21,9 +21,9 @@ const SEED_VAR: &str = "BOT_BOTTLE_SLUG_SEED";
 
 pub fn run(global: &GlobalArgs, args: &StartArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let ctx = context(global)?;
-    let (plan, agent) = resolve_plan(&ctx, args)?;
+    let (plan, agent, provider) = resolve_plan(&ctx, args)?;
     if !args.dry_run {
-        return super::launch::run(&ctx, args, &plan, &agent, printer);
+        return super::launch::run(&ctx, args, &plan, &agent, &provider, printer);
     }
     for w in &plan.warnings {
         printer.warn(w);
@@ -35,7 +35,11 @@ pub fn run(global: &GlobalArgs, args: &StartArgs, printer: &Printer) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn resolve_plan(ctx: &Context, args: &StartArgs) -> anyhow::Result<(LaunchPlan, AgentSpec)> {
+/// The launch plan with its provider template applied (routes, environment, credential, skills).
+pub fn resolve_plan(
+    ctx: &Context,
+    args: &StartArgs,
+) -> anyhow::Result<(LaunchPlan, AgentSpec, bottle_provider::Provider)> {
     let label = args
         .label
         .as_deref()
@@ -68,14 +72,15 @@ pub fn resolve_plan(ctx: &Context, args: &StartArgs) -> anyhow::Result<(LaunchPl
         skills_dir: ctx.skills_dir(),
         plugin_templates: ctx.home.plugin_templates().into_iter().collect(),
     };
-    let plan = plan::resolve(PlanInput {
+    let mut plan = plan::resolve(PlanInput {
         agent: &agent,
         bottle: &bottles.spec,
         chain: &bottles.chain,
         options: &options,
         host: &host,
     })?;
-    Ok((plan, agent))
+    let provider = super::provider::load_and_apply(&mut plan, &host.bot_home, &host.user_home, host.env_set)?;
+    Ok((plan, agent, provider))
 }
 
 /// The preflight summary: what will be created and what the agent will be able to reach.

@@ -82,20 +82,36 @@ fn help_lists_only_working_commands() {
 }
 
 #[test]
-fn start_refuses_a_template_that_cannot_launch_yet_and_creates_nothing() {
-    let home = example_copy();
+fn a_broken_plugin_is_refused_naming_its_file_line_and_key_and_creates_nothing() {
+    let home = tempfile::tempdir().expect("tempdir");
+    for dir in ["agents", "bottles", "contrib/mine"] {
+        fs::create_dir_all(home.path().join(dir)).expect("mkdir");
+    }
+    fs::write(home.path().join("agents/a.md"), "---\nbottle: p\n---\nprompt\n").expect("write");
+    fs::write(home.path().join("bottles/p.md"), "---\nagent_provider:\n  template: mine\n---\n").expect("write");
+    fs::write(
+        home.path().join("contrib/mine/provider.toml"),
+        "command = [\"/usr/local/bin/mine\"]\n\n[headless]\nargz = [\"{{prompt}}\"]\n",
+    )
+    .expect("write");
     let before = tree(home.path());
-    let out = bot_bottle()
-        .env("HOME", home.path())
-        .arg("--home")
-        .arg(home.path())
-        .args(["start", "implementer", "--yes"])
-        .output()
-        .expect("runs");
+    let out = bot_bottle().arg("--home").arg(home.path()).args(["start", "a", "--dry-run"]).output().expect("runs");
     let text = transcript(&out, home.path());
     assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(text.contains("provider template `claude` cannot be launched yet"), "{text}");
+    assert!(text.contains("contrib/mine/provider.toml:4:1"), "{text}");
+    assert!(text.contains("did you mean `args`?"), "{text}");
     assert_eq!(tree(home.path()), before, "a refused start wrote into the home");
+
+    // Fixed, the plugin plans like a built-in.
+    fs::write(
+        home.path().join("contrib/mine/provider.toml"),
+        "command = [\"/usr/local/bin/mine\"]\n[[routes]]\nhost = \"llm.example.com\"\n",
+    )
+    .expect("write");
+    let out = bot_bottle().arg("--home").arg(home.path()).args(["start", "a", "--dry-run"]).output().expect("runs");
+    let text = transcript(&out, home.path());
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("provider   mine (plugin)") && text.contains("llm.example.com"), "{text}");
 }
 
 #[test]
@@ -135,7 +151,15 @@ fn dry_run_prints_a_complete_plan_and_creates_nothing() {
     assert_eq!(plan["backend"], "docker");
     assert_eq!(plan["bottles"], serde_json::json!(["claude", "gitea-dev"]));
     assert_eq!(plan["provider"]["template"], "claude");
-    assert_eq!(plan["egress"]["routes"].as_array().map(Vec::len), Some(2));
+    // The manifest's two routes and the provider's `api.anthropic.com`, with the token as a slot.
+    assert_eq!(plan["egress"]["routes"].as_array().map(Vec::len), Some(3));
+    let anthropic = plan["egress"]["routes"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["host"] == "api.anthropic.com"))
+        .expect("provider route");
+    assert_eq!(anthropic["auth"]["token"], "«BOT_BOTTLE_CLAUDE_OAUTH_TOKEN»");
+    assert_eq!(anthropic["from"]["kind"], "provider");
+    assert_eq!(anthropic["placeholder"]["value"], "bot-bottle-placeholder-claude-oauth-token");
     assert_eq!(plan["git_gate"]["repos"][0]["gate_url"], "http://127.0.0.1:9420/bot-bottle.git");
     assert!(plan["state_dir"].as_str().is_some_and(|s| s.ends_with(plan["slug"].as_str().unwrap_or("?"))));
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -11,7 +11,7 @@ pub(super) fn tar(dockerfile: &str, files: &[(&str, u32, &[u8])]) -> std::io::Re
     builder.into_inner()
 }
 
-fn append(builder: &mut tar::Builder<Vec<u8>>, name: &str, mode: u32, data: &[u8]) -> std::io::Result<()> {
+fn append<W: std::io::Write>(builder: &mut tar::Builder<W>, name: &str, mode: u32, data: &[u8]) -> std::io::Result<()> {
     let mut header = tar::Header::new_gnu();
     header.set_size(data.len() as u64);
     header.set_mode(mode);
@@ -21,4 +21,27 @@ fn append(builder: &mut tar::Builder<Vec<u8>>, name: &str, mode: u32, data: &[u8
     header.set_entry_type(tar::EntryType::Regular);
     header.set_cksum();
     builder.append_data(&mut header, name, data)
+}
+
+/// The same context written to `file`, with whole directories added first: `(prefix, dir)` puts `dir`'s
+/// tree under `prefix` (the context root when empty). Symlinks stay symlinks (npm's `.bin`).
+pub(super) fn tar_to_file(
+    file: &std::fs::File,
+    dockerfile: &str,
+    files: &[(&str, u32, &[u8])],
+    dirs: &[(&str, std::path::PathBuf)],
+) -> std::io::Result<()> {
+    let mut builder = tar::Builder::new(std::io::BufWriter::new(file));
+    builder.follow_symlinks(false);
+    for (prefix, dir) in dirs {
+        let name = if prefix.is_empty() { "." } else { prefix };
+        builder.append_dir_all(name, dir)?;
+    }
+    // Last, so a `Dockerfile` inside a context directory never replaces the one being built.
+    for (name, mode, data) in files {
+        append(&mut builder, name, *mode, data)?;
+    }
+    append(&mut builder, "Dockerfile", 0o644, dockerfile.as_bytes())?;
+    let mut writer = builder.into_inner()?;
+    std::io::Write::flush(&mut writer)
 }

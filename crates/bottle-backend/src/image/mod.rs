@@ -6,9 +6,10 @@
 //! engine for that tag first and builds only when an input changed.
 
 mod context;
+pub mod npm;
 pub mod rootfs;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use bollard::query_parameters::{BuildImageOptions, CreateImageOptions};
@@ -18,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{Engine, Error};
 
+pub use npm::NpmSpec;
 pub use rootfs::Mirror;
 
 /// The Debian release every image is built from.
@@ -43,6 +45,8 @@ pub enum ImageKind {
     Agent,
     /// Debian + git + ssh + CA store + the `bot-bottle` binary.
     Sidecar,
+    /// A provider's image: the agent image plus its CLI (npm packages or a Dockerfile).
+    Provider,
 }
 
 impl ImageKind {
@@ -51,20 +55,22 @@ impl ImageKind {
         match self {
             Self::Agent => "agent",
             Self::Sidecar => "sidecar",
+            Self::Provider => "provider",
         }
     }
 
-    /// Repository part of the final tag.
+    /// Repository part of the final tag (a provider's is `bot-bottle-agent-<provider>`).
     pub fn repository(self) -> &'static str {
         match self {
             Self::Agent => "bot-bottle-agent-base",
             Self::Sidecar => "bot-bottle-sidecar",
+            Self::Provider => "bot-bottle-agent",
         }
     }
 
     fn rootfs_repository(self) -> &'static str {
         match self {
-            Self::Agent => "bot-bottle-agent-rootfs",
+            Self::Agent | Self::Provider => "bot-bottle-agent-rootfs",
             Self::Sidecar => "bot-bottle-sidecar-rootfs",
         }
     }
@@ -74,6 +80,7 @@ impl ImageKind {
         match self {
             Self::Agent => AGENT_PACKAGES,
             Self::Sidecar => SIDECAR_PACKAGES,
+            Self::Provider => &[],
         }
     }
 }
@@ -119,6 +126,8 @@ impl std::fmt::Debug for ContextFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRecipe {
     pub kind: ImageKind,
+    /// What progress lines call it: `agent`, `sidecar`, or the provider's name.
+    pub display: String,
     pub mode: BuildMode,
     /// `<repository>:<12 hex of the inputs' hash>`.
     pub tag: String,
@@ -126,7 +135,19 @@ pub struct ImageRecipe {
     /// The imported base, in offline mode.
     pub rootfs: Option<RootfsSpec>,
     files: Vec<ContextFile>,
+    /// npm packages staged on the host and sent in the context as `npm/node_modules` (offline).
+    pub npm: Option<NpmSpec>,
+    /// A directory sent whole as the context (a custom Dockerfile's directory).
+    pub context_dir: Option<PathBuf>,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
 }
+
+/// Where a provider image keeps its npm packages.
+pub const NPM_PREFIX: &str = "/opt/bot-bottle/npm";
+
+/// The largest directory a custom Dockerfile may send as its build context.
+const CONTEXT_LIMIT_MIB: u64 = 256;
 
 impl ImageRecipe {
     /// The base agent image.
@@ -168,7 +189,122 @@ impl ImageRecipe {
         };
         let dockerfile = dockerfile(kind, rootfs.as_ref().map(|r| r.tag.as_str()), &packages);
         let hash = short_hash(&[dockerfile.as_bytes(), packages.join(",").as_bytes(), binary_digest]);
-        Self { kind, mode, tag: format!("{}:{hash}", kind.repository()), dockerfile, rootfs, files }
+        Self {
+            kind,
+            display: kind.name().to_owned(),
+            mode,
+            tag: format!("{}:{hash}", kind.repository()),
+            dockerfile,
+            rootfs,
+            files,
+            npm: None,
+            context_dir: None,
+            build_args: BTreeMap::new(),
+        }
+    }
+
+    /// Provider `name`'s image: `base` (the agent image's tag) plus the npm `packages` (exact
+    /// versions) under [`NPM_PREFIX`], with `links` (`/usr/local/bin/<name>` → a path under
+    /// `node_modules`). Offline, the packages are installed on the host and copied in; from a
+    /// registry, a `node` build stage installs them.
+    pub fn provider(
+        mode: BuildMode,
+        name: &str,
+        base: &str,
+        packages: &[String],
+        links: &BTreeMap<String, String>,
+    ) -> Self {
+        let npm = NpmSpec { key: short_hash(&[b"npm v1", packages.join(" ").as_bytes()]), packages: packages.to_vec() };
+        let mut text = match mode {
+            BuildMode::Offline => format!("FROM {base}\nUSER root\nCOPY npm/node_modules {NPM_PREFIX}/node_modules\n"),
+            BuildMode::Registry => format!(
+                "FROM node:22-{SUITE}-slim AS npm\n\
+                 RUN npm install --prefix {NPM_PREFIX} --ignore-scripts --no-audit --no-fund --omit=dev {}\n\
+                 FROM {base}\nUSER root\n\
+                 COPY --from=npm {NPM_PREFIX}/node_modules {NPM_PREFIX}/node_modules\n",
+                packages.join(" ")
+            ),
+        };
+        if !links.is_empty() {
+            let commands: Vec<String> = links
+                .iter()
+                .map(|(bin, target)| format!("ln -sf {NPM_PREFIX}/node_modules/{target} /usr/local/bin/{bin}"))
+                .collect();
+            text.push_str(&format!("RUN {}\n", commands.join(" \\\n && ")));
+        }
+        text.push_str(&format!(
+            "LABEL {LABEL}=1 {LABEL}.image=provider {LABEL}.provider={name}\nUSER node\nWORKDIR /home/node\n"
+        ));
+        let hash = short_hash(&[text.as_bytes(), npm.key.as_bytes()]);
+        Self {
+            kind: ImageKind::Provider,
+            display: name.to_owned(),
+            mode,
+            tag: format!("{}-{name}:{hash}", ImageKind::Provider.repository()),
+            dockerfile: text,
+            rootfs: None,
+            files: Vec::new(),
+            npm: (mode == BuildMode::Offline && !packages.is_empty()).then_some(npm),
+            context_dir: None,
+            build_args: BTreeMap::new(),
+        }
+    }
+
+    /// Provider `name`'s image from a user's Dockerfile, built with its directory as the context and
+    /// `BOT_BOTTLE_BASE` (the agent image's tag, for `ARG BOT_BOTTLE_BASE` / `FROM ${BOT_BOTTLE_BASE}`).
+    /// The tag hashes the Dockerfile, the base and every file of the context.
+    pub fn custom(name: &str, base: &str, dockerfile: &Path) -> Result<Self, Error> {
+        let io = |action, path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Io { image: name.to_owned(), action, path, source }
+        };
+        let text = std::fs::read_to_string(dockerfile).map_err(io("read the Dockerfile", dockerfile))?;
+        let dir = dockerfile.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let mut hasher = Sha256::new();
+        hasher.update(text.as_bytes());
+        hasher.update(base.as_bytes());
+        let mut total = 0_u64;
+        let mut stack = vec![dir.clone()];
+        let mut files = Vec::new();
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).map_err(io("read the build context", &d))? {
+                let entry = entry.map_err(io("read the build context", &d))?;
+                let meta = std::fs::symlink_metadata(entry.path()).map_err(io("read", &entry.path()))?;
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                } else if meta.is_file() {
+                    total += meta.len();
+                    if total > CONTEXT_LIMIT_MIB << 20 {
+                        return Err(Error::ContextTooLarge {
+                            image: name.to_owned(),
+                            dir,
+                            limit_mib: CONTEXT_LIMIT_MIB,
+                        });
+                    }
+                    files.push(entry.path());
+                }
+            }
+        }
+        files.sort();
+        for f in &files {
+            hasher.update(f.strip_prefix(&dir).unwrap_or(f).to_string_lossy().as_bytes());
+            hasher.update(std::fs::read(f).map_err(io("read", f))?);
+        }
+        let mut hash = hex::encode(hasher.finalize());
+        hash.truncate(12);
+        // The file is sent as `Dockerfile` at the context's root, whatever its own name.
+        Ok(Self {
+            kind: ImageKind::Provider,
+            display: name.to_owned(),
+            mode: BuildMode::Registry,
+            tag: format!("{}-{name}-custom:{hash}", ImageKind::Provider.repository()),
+            dockerfile: text,
+            rootfs: None,
+            files: Vec::new(),
+            npm: None,
+            context_dir: Some(dir),
+            build_args: BTreeMap::from([("BOT_BOTTLE_BASE".to_owned(), base.to_owned())]),
+        })
     }
 
     /// The build context: the Dockerfile and the files it copies, as a tar archive.
@@ -199,6 +335,7 @@ fn dockerfile(kind: ImageKind, rootfs_tag: Option<&str>, packages: &[String]) ->
              WORKDIR /home/node\n",
         ),
         ImageKind::Sidecar => text.push_str(&format!("COPY bot-bottle {SIDECAR_BINARY_PATH}\n")),
+        ImageKind::Provider => {}
     }
     text
 }
@@ -295,7 +432,7 @@ impl<'a> ImageBuilder<'a> {
     /// Makes sure `recipe.tag` exists on the engine, building it (and in offline mode its rootfs
     /// base) only when missing.
     pub async fn build(&self, recipe: &ImageRecipe) -> Result<BuiltImage, Error> {
-        let name = recipe.kind.name();
+        let name = recipe.display.as_str();
         if let Some(id) = self.existing(name, &recipe.tag).await? {
             self.progress.step(name, &format!("`{}` is up to date", recipe.tag));
             return Ok(BuiltImage { kind: recipe.kind, tag: recipe.tag.clone(), id, reused: true });
@@ -303,28 +440,55 @@ impl<'a> ImageBuilder<'a> {
         if let Some(rootfs) = &recipe.rootfs {
             self.ensure_rootfs_image(recipe.kind, rootfs).await?;
         }
+        let npm_dir = match &recipe.npm {
+            Some(spec) => Some(npm::ensure_packages(&self.cache_dir, name, spec, self.progress).await?),
+            None => None,
+        };
         self.progress.step(name, &format!("building `{}`", recipe.tag));
-        let context = recipe.context_tar().map_err(|source| Error::Io {
+        let pack_error = |source| Error::Io {
             image: recipe.tag.clone(),
             action: "pack the build context for",
             path: PathBuf::from("Dockerfile"),
             source,
-        })?;
+        };
+        // Small contexts (a Dockerfile and a binary) are built in memory; a directory goes through a
+        // temporary file streamed to the engine, so hundreds of MiB of node_modules never sit in memory.
+        let dirs: Vec<(&str, PathBuf)> = npm_dir
+            .iter()
+            .map(|d| ("npm/node_modules", d.join("node_modules")))
+            .chain(recipe.context_dir.iter().map(|d| ("", d.clone())))
+            .collect();
+        let body = if dirs.is_empty() {
+            bollard::body_full(Bytes::from(recipe.context_tar().map_err(pack_error)?))
+        } else {
+            tokio::fs::create_dir_all(&self.cache_dir).await.map_err(pack_error)?;
+            let tmp = tempfile::NamedTempFile::new_in(&self.cache_dir).map_err(pack_error)?;
+            let files: Vec<(&str, u32, &[u8])> = recipe.files.iter().map(|f| (f.name, f.mode, &f.data[..])).collect();
+            context::tar_to_file(tmp.as_file(), &recipe.dockerfile, &files, &dirs).map_err(pack_error)?;
+            let file = tokio::fs::File::open(tmp.path()).await.map_err(pack_error)?;
+            // The open file stays readable after the path is gone.
+            drop(tmp);
+            bollard::body_try_stream(file_chunks(file))
+        };
         let labels = HashMap::from([(LABEL.to_owned(), "1".to_owned())]);
         let options = BuildImageOptions {
             t: Some(recipe.tag.clone()),
             rm: true,
             forcerm: true,
             labels: Some(labels),
+            buildargs: (!recipe.build_args.is_empty())
+                .then(|| recipe.build_args.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             // The offline build installs nothing, so it gets no network at all.
             networkmode: (recipe.mode == BuildMode::Offline).then(|| "none".to_owned()),
             ..Default::default()
         };
         let engine_error = |source| Error::Engine { image: recipe.tag.clone(), step: "docker build", source };
-        let mut stream =
-            self.engine.docker().build_image(options, None, Some(bollard::body_full(Bytes::from(context))));
+        let mut stream = self.engine.docker().build_image(options, None, Some(body));
         while let Some(info) = stream.next().await {
             let info = info.map_err(engine_error)?;
+            if let Some(error) = info.error_detail.and_then(|d| d.message) {
+                return Err(engine_error(bollard::errors::Error::DockerStreamError { error }));
+            }
             if let Some(text) = info.stream.as_deref() {
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
                     self.progress.output(name, line);
