@@ -771,7 +771,8 @@ pub fn egress_config(
             auth: r.auth.as_ref().map(|a| AuthConfig {
                 scheme: a.scheme.clone(),
                 token_slot: a.token_slot.clone(),
-                header: Some(a.header.clone()),
+                // A placeholder route swaps the placeholder inside its own header instead.
+                header: r.placeholder.is_none().then(|| a.header.clone()),
             }),
             matches,
             dlp,

@@ -5,6 +5,7 @@ mod escape;
 mod fixtures;
 mod gitgate;
 mod lifecycle;
+mod providers;
 mod secrets;
 mod sidecar;
 mod supervise_e2e;

@@ -628,6 +628,34 @@ impl Bottle for DockerHandle {
     fn put_files(&self, files: &[GuestFile<'_>]) -> Result<(), Error> {
         let mut tar = tar::Builder::new(Vec::new());
         let pack = || -> std::io::Result<Vec<u8>> {
+            // Directories an agent-owned file needs inside the agent's home are made first, owned
+            // by the agent too (the engine would make them root's, and the agent could not write
+            // into its own `~/.claude`).
+            let mut dirs = std::collections::BTreeSet::new();
+            for f in files.iter().filter(|f| f.owner == ExecUser::Agent) {
+                let mut dir = f.dest.parent();
+                while let Some(d) = dir {
+                    if d == std::path::Path::new(GUEST_HOME)
+                        || !d.starts_with(GUEST_HOME)
+                    {
+                        break;
+                    }
+                    dirs.insert(d.to_path_buf());
+                    dir = d.parent();
+                }
+            }
+            for d in &dirs {
+                let (uid, gid) = ids(ExecUser::Agent);
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_uid(uid);
+                header.set_gid(gid);
+                header.set_mtime(now_secs());
+                header.set_size(0);
+                let path = d.strip_prefix("/").map_err(|_| std::io::Error::other("not an absolute path"))?;
+                tar.append_data(&mut header, path, std::io::empty())?;
+            }
             for f in files {
                 let (uid, gid) = ids(f.owner);
                 let mut header = tar::Header::new_gnu();
