@@ -1508,3 +1508,11 @@ fn escape_suite_every_way_out_is_closed() {
     failures.extend(teardown);
     assert!(failures.is_empty(), "the sandbox-escape suite failed:\n  {}\n\n{table}", failures.join("\n  "));
 }
+
+/// Invariant 1 for every built-in provider with a credential (Claude Code, Codex, Pi): the real
+/// value is in no file, environment or command line of the agent container, the agent holds the
+/// placeholder, and the real CLI's request leaves the sidecar carrying the real value.
+#[test]
+fn every_provider_bottle_holds_only_its_placeholder() {
+    crate::providers::every_provider_holds_only_its_placeholder();
+}

@@ -234,3 +234,151 @@ fn a_user_plugin_launches_and_receives_its_prompt() {
     assert!(stdout.contains("prompt: hello plugin"), "{stdout}");
     assert!(leftovers(&label).is_empty());
 }
+
+/// A JWT-shaped token (Codex reads its claims, never its signature).
+fn jwt(claims: &Value) -> String {
+    use base64::Engine as _;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    format!(
+        "{}.{}.{}",
+        b64(br#"{"alg":"RS256","typ":"JWT"}"#),
+        b64(claims.to_string().as_bytes()),
+        b64(b"real-signature")
+    )
+}
+
+/// Everything in the bottle's agent container that holds `needle`, searched as root: every file
+/// outside /proc and /sys, and every process's environment and command line (but the search's own
+/// shell, whose arguments carry the needle).
+fn holders(slug: &str, needle: &str) -> String {
+    let script = "grep -rlsF -e \"$1\" / --exclude-dir=proc --exclude-dir=sys 2>/dev/null; \
+                  for p in /proc/[0-9]*; do [ \"$p\" = /proc/$$ ] && continue; cat $p/environ $p/cmdline 2>/dev/null | grep -qaF -e \"$1\" && echo \"$p\"; done; true";
+    let out = Command::new("docker")
+        .args(["exec", "-u", "0", &format!("bot-bottle-{slug}"), "sh", "-c", script, "sh", needle])
+        .output()
+        .expect("docker exec");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// One provider bottle, detached: its real credential is nowhere in the bottle, its placeholder is
+/// what the agent holds, and the real CLI's request leaves with the real credential.
+struct Case<'a> {
+    template: &'a str,
+    provider: String,
+    real: String,
+    placeholder_probe: &'a str,
+    run: &'a [&'a str],
+    env: Vec<(&'a str, String)>,
+}
+
+pub fn every_provider_holds_only_its_placeholder() {
+    let _engine = crate::engine_shared();
+    images_ready();
+    let h = ProviderHome::new();
+    let hosts = ["api.anthropic.com", "chatgpt.com", "api.openai.com", "llm.test"];
+    let fake = FakeLlm::start(h.dir.path(), &hosts);
+    let pid = std::process::id();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let auth = serde_json::json!({"chatgpt_account_id": "acct-e2e", "chatgpt_plan_type": "plus"});
+    let codex_access = jwt(&serde_json::json!({"exp": now + 86_400, "https://api.openai.com/auth": auth, "n": pid}));
+    h.write(
+        "user/.codex/auth.json",
+        &serde_json::json!({"OPENAI_API_KEY": null, "last_refresh": "2026-11-01T00:00:00Z", "tokens": {
+            "access_token": codex_access, "refresh_token": "rt-real-refresh-secret",
+            "id_token": jwt(&serde_json::json!({"exp": now + 86_400, "email": "e2e@example.com", "https://api.openai.com/auth": auth})),
+            "account_id": "acct-e2e"}})
+        .to_string(),
+    );
+    let claude_token = format!("sk-ant-oat01-escape{pid}");
+    let pi_key = format!("pi-real-key-{pid}-abcdef");
+    let cases = [
+        Case {
+            template: "claude",
+            provider: "  template: claude\n  auth_token: ESC_CLAUDE_TOKEN\n".into(),
+            real: claude_token.clone(),
+            placeholder_probe: "printenv CLAUDE_CODE_OAUTH_TOKEN",
+            run: &["claude", "--dangerously-skip-permissions", "-p", "hi"],
+            env: vec![("ESC_CLAUDE_TOKEN", claude_token.clone())],
+        },
+        Case {
+            template: "codex",
+            provider: "  template: codex\n  forward_host_credentials: true\n".into(),
+            real: codex_access.clone(),
+            placeholder_probe: "cat ~/.codex/auth.json",
+            run: &["codex", "exec", "--dangerously-bypass-approvals-and-sandbox", "--skip-git-repo-check", "hi"],
+            env: Vec::new(),
+        },
+        Case {
+            template: "pi",
+            provider: "  template: pi\n  settings:\n    base_url: https://llm.test/v1\n    model: fake-model\n".into(),
+            real: pi_key.clone(),
+            placeholder_probe: "cat ~/.pi/agent/models.json",
+            run: &["pi", "-p", "--no-session", "hi"],
+            env: vec![("ESC_PI_KEY", pi_key.clone())],
+        },
+    ];
+    for case in &cases {
+        let mut bottle = llm_bottle(&fake, &hosts, &case.provider);
+        if case.template == "pi" {
+            // A model server is a normal route: the bottle holds its key, the agent a placeholder.
+            bottle = bottle.trim_end_matches("---\n").to_owned()
+                + "  routes:\n    - host: llm.test\n      auth:\n        scheme: Bearer\n        token_ref: ESC_PI_KEY\n      dlp:\n        outbound_on_match: redact\n---\n";
+        }
+        h.write(&format!("home/bottles/{}.md", case.template), &bottle);
+        h.write(
+            &format!("home/agents/{}-agent.md", case.template),
+            &format!("---\nbottle: {}\n---\nBe brief.\n", case.template),
+        );
+        let slug = format!("esc-{}-{pid}", case.template);
+        let mut cmd = h.cmd();
+        for (k, v) in &case.env {
+            cmd.env(k, v);
+        }
+        let out = cmd
+            .args(["start", &format!("{}-agent", case.template), "--detach", "--yes", "--label", &slug])
+            .output()
+            .expect("runs");
+        let _stop = StopOnDrop(&h, slug.clone());
+        assert!(out.status.success(), "{}: {}", case.template, text(&out));
+        assert!(!text(&out).contains(&case.real), "{}: the credential reached the output", case.template);
+
+        let found = holders(&slug, &case.real);
+        assert!(found.is_empty(), "{}: the real credential is readable in the bottle at:\n{found}", case.template);
+        let probe = h.cmd().args(["exec", &slug, "--", "sh", "-c", case.placeholder_probe]).output().expect("runs");
+        let held = String::from_utf8_lossy(&probe.stdout);
+        assert!(
+            probe.status.success() && held.contains("placeholder"),
+            "{}: the agent holds no placeholder: {held}",
+            case.template
+        );
+
+        let before = fake.requests().len();
+        let run = h.cmd().args(["exec", &slug, "--"]).args(case.run).output().expect("runs");
+        assert!(
+            String::from_utf8_lossy(&run.stdout).contains(REPLY),
+            "{}: the real CLI did not get the fake reply:\n{}",
+            case.template,
+            text(&run)
+        );
+        let sent: Vec<Value> = fake.requests().split_off(before);
+        let with_real =
+            sent.iter().filter(|r| r["headers"]["authorization"] == format!("Bearer {}", case.real)).count();
+        assert!(with_real > 0, "{}: no request carried the real credential: {sent:?}", case.template);
+        for r in &sent {
+            assert!(
+                !r["headers"]["authorization"].as_str().unwrap_or("").contains("placeholder"),
+                "{}: a placeholder left the bottle: {r}",
+                case.template
+            );
+        }
+    }
+}
+
+struct StopOnDrop<'a>(&'a ProviderHome, String);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.cmd().args(["stop", &self.1]).output();
+    }
+}

@@ -635,9 +635,7 @@ impl Bottle for DockerHandle {
             for f in files.iter().filter(|f| f.owner == ExecUser::Agent) {
                 let mut dir = f.dest.parent();
                 while let Some(d) = dir {
-                    if d == std::path::Path::new(GUEST_HOME)
-                        || !d.starts_with(GUEST_HOME)
-                    {
+                    if d == Path::new(GUEST_HOME) || !d.starts_with(GUEST_HOME) {
                         break;
                     }
                     dirs.insert(d.to_path_buf());
