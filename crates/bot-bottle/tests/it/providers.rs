@@ -382,3 +382,91 @@ impl Drop for StopOnDrop<'_> {
         let _ = self.0.cmd().args(["stop", &self.1]).output();
     }
 }
+
+#[test]
+fn claude_code_interactive_in_tmux_answers_follows_resizes_and_exits() {
+    let _engine = crate::engine_shared();
+    images_ready();
+    let h = ProviderHome::new();
+    let fake = FakeLlm::start(h.dir.path(), &["api.anthropic.com"]);
+    h.write(
+        "home/bottles/claude-tty.md",
+        &llm_bottle(&fake, &["api.anthropic.com"], "  template: claude\n  auth_token: E2E_CLAUDE_TOKEN\n"),
+    );
+    h.write("home/agents/tty.md", "---\nbottle: claude-tty\n---\nBe brief.\n");
+    let slug = format!("claude-tty-{}", std::process::id());
+    let out = h
+        .cmd()
+        .env("E2E_CLAUDE_TOKEN", format!("sk-ant-oat01-tty{}", std::process::id()))
+        .args(["start", "tty", "--detach", "--yes", "--label", &slug, "--color", "green"])
+        .output()
+        .expect("runs");
+    let _stop = StopOnDrop(&h, slug.clone());
+    assert!(out.status.success(), "{}", text(&out));
+
+    let bin = assert_cmd::cargo::cargo_bin("bot-bottle");
+    let session = format!("bb-{slug}");
+    let exit_file = h.dir.path().join("attach-exit");
+    let inner = format!(
+        "HOME={} {} --home {} attach {slug}; echo exit=$? > {}; sleep 5",
+        h.user().display(),
+        bin.display(),
+        h.home().display(),
+        exit_file.display()
+    );
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux (apt install tmux)");
+    let started = tmux(&["new-session", "-d", "-s", &session, "-x", "120", "-y", "40", &inner]);
+    assert!(started.status.success(), "tmux: {}", String::from_utf8_lossy(&started.stderr));
+    let pane = || String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned();
+    let wait = |what: &dyn Fn(&str) -> bool, secs: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let p = pane();
+            if what(&p) || std::time::Instant::now() > deadline {
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    // The TUI is up when its status line shows the bottle.
+    let drawn = wait(&|p| p.contains(&format!("[bottle {slug}]")), 60);
+    let _ = tmux(&["send-keys", "-t", &session, "-l", "Say the magic word."]);
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = tmux(&["send-keys", "-t", &session, "Enter"]);
+    let answered = wait(&|p| p.contains(REPLY), 60);
+
+    // The agent's terminal follows the window.
+    let _ = tmux(&["resize-window", "-t", &session, "-x", "100", "-y", "30"]);
+    let size = || {
+        let probe = "for p in /proc/[0-9]*; do case \"$(cat $p/cmdline 2>/dev/null | tr '\\0' ' ')\" in claude*) \
+                     stty size < /proc/${p#/proc/}/fd/0; exit;; esac; done";
+        let out = h.cmd().args(["exec", &slug, "--", "sh", "-c", probe]).output().expect("runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut resized = size();
+    while resized != "30 100" && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        resized = size();
+    }
+
+    // `/exit` ends the session and `attach` passes the exit code through.
+    let _ = tmux(&["send-keys", "-t", &session, "-l", "/exit"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = tmux(&["send-keys", "-t", &session, "Enter"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !exit_file.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let exit = std::fs::read_to_string(&exit_file).unwrap_or_default();
+    let last = pane();
+    let _ = tmux(&["kill-session", "-t", &session]);
+    assert!(drawn.contains(&format!("[bottle {slug}]")), "the TUI never drew its status line:\n{drawn}");
+    assert!(answered.contains(REPLY), "the reply never appeared on screen:\n{answered}");
+    assert_eq!(resized, "30 100", "the agent's terminal did not follow the window");
+    assert_eq!(exit.trim(), "exit=0", "attach did not end cleanly:\n{last}");
+    assert!(
+        fake.requests().iter().any(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/v1/messages"))),
+        "no Messages API call"
+    );
+}
