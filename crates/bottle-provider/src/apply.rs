@@ -150,9 +150,8 @@ pub fn apply(provider: &Provider, plan: &mut LaunchPlan, host: &HostView) -> Res
     // Environment: the provider's first, the manifest's after it (a manifest may change a
     // provider default), except where the provider puts its placeholder.
     let vars = vars(provider, plan);
-    let rendered = crate::render::render(t, &provider.name, &provider.path, &vars)?;
     let mut env = Vec::new();
-    for (name, value) in rendered.env {
+    for (name, value) in crate::render::env(t, &provider.name, &provider.path, &vars)? {
         let carries_placeholder = t.env.get(&name).is_some_and(|v| v.contains("{{placeholder}}"));
         if let Some(m) = plan.env.iter().find(|e| e.name == name && e.from != "bot-bottle") {
             if carries_placeholder {

@@ -160,15 +160,27 @@ fn failed(template_path: &Path, key: &str, provider: &str, why: &str) -> Diagnos
         .hint("set the value in the bottle's `agent_provider.settings`, or fix the template")
 }
 
+/// The environment of `template` for one bottle.
+pub fn env(
+    template: &Template,
+    provider: &str,
+    template_path: &Path,
+    vars: &Vars,
+) -> Result<Vec<(String, String)>, Diagnostic> {
+    template
+        .env
+        .iter()
+        .map(|(name, value)| {
+            substitute(value, vars, FileFormat::Text, &[])
+                .map(|v| (name.clone(), v))
+                .map_err(|e| failed(template_path, &format!("env.{name}"), provider, &e))
+        })
+        .collect()
+}
+
 /// The files, environment and MCP command of `template` for one bottle.
 pub fn render(template: &Template, provider: &str, template_path: &Path, vars: &Vars) -> Result<Rendered, Diagnostic> {
-    let mut out = Rendered::default();
-    for (name, value) in &template.env {
-        let key = format!("env.{name}");
-        let v =
-            substitute(value, vars, FileFormat::Text, &[]).map_err(|e| failed(template_path, &key, provider, &e))?;
-        out.env.push((name.clone(), v));
-    }
+    let mut out = Rendered { env: env(template, provider, template_path, vars)?, ..Rendered::default() };
     for (i, f) in template.files.iter().enumerate() {
         let key = format!("files[{i}]");
         let contents = substitute(&f.content, vars, f.format, &[])

@@ -441,9 +441,6 @@ fn check(t: &Template) -> Result<(), Problem> {
                 ));
             }
         }
-        if c.source == CredentialSource::AuthToken && c.default_env.is_none() {
-            // Allowed: the bottle must then name the variable with `agent_provider.auth_token`.
-        }
     }
     let mut hosts = BTreeSet::new();
     for (i, r) in t.routes.iter().enumerate() {
