@@ -90,6 +90,18 @@ pub struct SelftestArgs {
     /// Also try a direct TCP connection to ADDR:PORT (repeatable)
     #[arg(long = "tcp", value_name = "ADDR:PORT")]
     pub tcp: Vec<std::net::SocketAddr>,
+    /// The egress proxy is at ADDR:PORT instead of 127.0.0.1:9099 (a VM's sidecar)
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub proxy: Option<std::net::SocketAddr>,
+    /// Also require that nothing answers as a control API at ADDR:PORT (repeatable)
+    #[arg(long = "control", value_name = "ADDR:PORT")]
+    pub control: Vec<std::net::SocketAddr>,
+    /// Also send a real DNS query to ADDR:PORT, which must get no answer (repeatable)
+    #[arg(long = "dns", value_name = "ADDR:PORT")]
+    pub dns: Vec<std::net::SocketAddr>,
+    /// The bottle has an interface and route by design (a VM): skip those probes
+    #[arg(long)]
+    pub network_path: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]

@@ -30,6 +30,18 @@ pub trait Backend: Send + Sync {
     /// runtime usable — and says how it would run. Creates nothing that outlives the call.
     fn prepare(&self, plan: &LaunchPlan, agent_image: &str) -> Result<Preflight, Error>;
 
+    /// Claims what the launch of `plan` needs before anything else is written for it, and says
+    /// where the agent will reach its sidecar when that is not the plan's `ports.host` (the
+    /// launcher then rebinds the plan). Most backends claim nothing; smolmachines creates the
+    /// bundle's network on a free pinned subnet. [`Backend::launch`] adopts what this claimed;
+    /// [`Backend::release`] gives it back when no launch follows.
+    fn reserve(&self, _plan: &LaunchPlan) -> Result<Option<String>, Error> {
+        Ok(None)
+    }
+
+    /// Removes what [`Backend::reserve`] claimed for `slug` and no launch adopted.
+    fn release(&self, _slug: &str) {}
+
     /// Creates the bottle's resources (network, sidecar, agent), recording each for reverse-order
     /// teardown; any failure — or `inputs.cancel` being set — removes what was already created
     /// before returning the error. The agent is provisioned by the caller through the returned
@@ -129,6 +141,18 @@ pub trait Bottle: Send {
     /// Where the host reaches the sidecar's control API, when the bottle has one.
     fn control_addr(&self) -> Option<std::net::SocketAddr> {
         None
+    }
+
+    /// Where the host reaches the sidecar's control API when it is a unix socket (smolmachines:
+    /// in the state directory, where no address the VM may reach serves it).
+    fn control_socket(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Extra arguments for the `selftest` run inside this bottle (where its proxy is, which of its
+    /// addresses must not answer), beyond the defaults every bottle gets.
+    fn selftest_args(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// The host command line that runs `argv` as the agent user inside the bottle, with a terminal

@@ -96,6 +96,15 @@ pub enum Error {
     /// `log` is the tail of its output.
     #[error("bottle `{slug}`: the boundary self-test did not run: {reason}; its last lines:\n{log}")]
     SelfTestNotRun { slug: String, reason: String, log: String },
+    /// A `smolvm` call failed; `message` is smolvm's own `Error:` line or the command's last lines.
+    #[error("smolvm: cannot {action}: {message}")]
+    Smolvm { action: String, message: String },
+    /// The installed smolvm cannot keep a bottle's boundary.
+    #[error("smolvm {version} cannot run bottles safely: {why}")]
+    SmolvmUnsafe { version: String, why: String },
+    /// No usable smolvm is installed.
+    #[error("the smolmachines backend needs smolvm: {why}")]
+    SmolvmMissing { why: String },
     /// A boundary probe got out of the bottle (or could not tell); `escaped` names each one.
     #[error("bottle `{slug}`: the boundary self-test found a way out: {escaped}")]
     SelfTestEscaped { slug: String, escaped: String },
@@ -141,6 +150,18 @@ impl Error {
                 "the agent does not start until the probes run; the `bot-bottle` binary mounted at `{}` must \
                  be this version (rebuild it with `cargo build -p bot-bottle`)",
                 crate::selftest::SELFTEST_BINARY
+            ),
+            Self::Smolvm { .. } => {
+                "`smolvm machine ls` shows the machines; `bot-bottle cleanup` removes what a failed launch left".into()
+            }
+            Self::SmolvmUnsafe { .. } => format!(
+                "install smolvm {} or later (README: smolmachines); `bot-bottle doctor` lists the known-bad versions",
+                crate::smolmachines::version::MIN_LAUNCH
+            ),
+            Self::SmolvmMissing { .. } => format!(
+                "install smolvm {} or later (README: smolmachines), or set `{}` to its path",
+                crate::smolmachines::version::MIN_LAUNCH,
+                crate::smolmachines::SMOLVM_VAR
             ),
             Self::SelfTestEscaped { .. } => {
                 "the agent was not started; this backend does not isolate on this machine, `bot-bottle doctor` \

@@ -18,6 +18,7 @@ mod error;
 pub mod image;
 pub mod relay;
 pub mod selftest;
+pub mod smolmachines;
 
 pub use backend::{
     Backend, Bottle, BottleStatus, BottleSummary, CleanupOptions, CleanupReport, ExecResult, ExecUser, GuestFile,

@@ -71,11 +71,28 @@ pub struct ProbeOptions {
     pub control_port: u16,
     /// More direct TCP destinations to try, e.g. a host service a test started.
     pub extra_tcp: Vec<SocketAddr>,
+    /// Where the egress proxy is when it is not on loopback (a VM reaches its sidecar's IP).
+    pub proxy: Option<SocketAddr>,
+    /// More control addresses that must not answer.
+    pub extra_control: Vec<SocketAddr>,
+    /// More DNS servers a real query must get no answer from.
+    pub extra_dns: Vec<SocketAddr>,
+    /// The bottle has a network path by design (a VM's interface to its allow-listed sidecar): the
+    /// interface and route probes do not apply, the connection probes carry the proof.
+    pub network_path: bool,
 }
 
 impl Default for ProbeOptions {
     fn default() -> Self {
-        Self { egress_port: EGRESS_PORT, control_port: CONTROL_PORT, extra_tcp: Vec::new() }
+        Self {
+            egress_port: EGRESS_PORT,
+            control_port: CONTROL_PORT,
+            extra_tcp: Vec::new(),
+            proxy: None,
+            extra_control: Vec::new(),
+            extra_dns: Vec::new(),
+            network_path: false,
+        }
     }
 }
 
@@ -188,13 +205,27 @@ impl SelfTestReport {
 /// The probes a run tries, in report order.
 pub fn probes(opts: &ProbeOptions) -> Vec<Probe> {
     let loopback = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
-    let mut probes = vec![Probe::Interfaces, Probe::Routes, Probe::Routes6];
-    probes.extend(DIRECT_TCP.iter().chain(&opts.extra_tcp).map(|&addr| Probe::Tcp { addr }));
+    let mut probes =
+        if opts.network_path { Vec::new() } else { vec![Probe::Interfaces, Probe::Routes, Probe::Routes6] };
+    let mut tcp: Vec<SocketAddr> = DIRECT_TCP.to_vec();
+    for addr in &opts.extra_tcp {
+        if !tcp.contains(addr) {
+            tcp.push(*addr);
+        }
+    }
+    probes.extend(tcp.into_iter().map(|addr| Probe::Tcp { addr }));
     probes.push(Probe::UdpDns { server: DNS_SERVER });
+    for &server in &opts.extra_dns {
+        if server != DNS_SERVER {
+            probes.push(Probe::UdpDns { server });
+        }
+    }
     probes.extend(RESOLVE_NAMES.iter().map(|&host| Probe::Resolve { host: host.to_owned() }));
     probes.push(Probe::Control { addr: loopback(opts.control_port) });
-    probes.push(Probe::ProxyConnect { proxy: loopback(opts.egress_port) });
-    probes.push(Probe::ProxyMetadata { proxy: loopback(opts.egress_port) });
+    probes.extend(opts.extra_control.iter().map(|&addr| Probe::Control { addr }));
+    let proxy = opts.proxy.unwrap_or_else(|| loopback(opts.egress_port));
+    probes.push(Probe::ProxyConnect { proxy });
+    probes.push(Probe::ProxyMetadata { proxy });
     probes.extend(ENGINE_SOCKETS.iter().map(|&path| Probe::EngineSocket { path: path.into() }));
     probes
 }
@@ -230,16 +261,32 @@ pub fn run_probes(opts: &ProbeOptions) -> SelfTestReport {
 /// that produced no report (binary missing or too old, crashed, killed) or one whose exit code
 /// disagrees with its report is [`Error::SelfTestNotRun`], never a pass. Escapes are in the report;
 /// [`SelfTestReport::ensure_passed`] turns them into the error that refuses the launch.
+///
+/// While it runs, a canary listens on the host's loopback: the probes try it, so a bottle whose
+/// `127.0.0.1` is the host's (a VM's socket impersonation) fails instead of passing.
 pub fn run_in(bottle: &dyn Bottle) -> Result<SelfTestReport, Error> {
-    run_with(bottle.slug().as_str(), |script, user| bottle.exec(script, user))
+    let canary = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).ok();
+    let mut args = bottle.selftest_args();
+    if let Some(addr) = canary.as_ref().and_then(|c| c.local_addr().ok()) {
+        args.extend(["--tcp".to_owned(), addr.to_string()]);
+    }
+    let report = run_with(bottle.slug().as_str(), &args, |script, user| bottle.exec(script, user));
+    drop(canary);
+    report
 }
 
 /// [`run_in`] against any way of running a script in a bottle.
 fn run_with(
     slug: &str,
+    args: &[String],
     exec: impl FnOnce(&str, ExecUser) -> Result<ExecResult, Error>,
 ) -> Result<SelfTestReport, Error> {
-    let result = exec(&format!("exec {SELFTEST_BINARY} selftest --format json"), ExecUser::Agent)?;
+    let mut script = format!("exec {SELFTEST_BINARY} selftest --format json");
+    for a in args {
+        script.push(' ');
+        script.push_str(&crate::docker::sh_quote(a));
+    }
+    let result = exec(&script, ExecUser::Agent)?;
     report_from_exec(slug, &result)
 }
 
@@ -658,13 +705,20 @@ mod tests {
     #[test]
     fn run_in_runs_the_mounted_binary_as_the_agent() {
         let mut ran = Vec::new();
-        let report = run_with("demo-abc", |script, user| {
+        let args = vec!["--proxy".to_owned(), "10.0.0.2:9099".to_owned()];
+        let report = run_with("demo-abc", &args, |script, user| {
             ran.push((script.to_owned(), user));
             Ok(exec(0, r#"{"probes":[{"name":"interfaces","blocked":true,"detail":"only lo"}]}"#, ""))
         })
         .expect("report");
         assert!(report.passed());
-        assert_eq!(ran, vec![("exec /opt/bot-bottle/bot-bottle selftest --format json".to_owned(), ExecUser::Agent)]);
+        assert_eq!(
+            ran,
+            vec![(
+                "exec /opt/bot-bottle/bot-bottle selftest --format json '--proxy' '10.0.0.2:9099'".to_owned(),
+                ExecUser::Agent
+            )]
+        );
     }
 
     #[test]
@@ -677,6 +731,27 @@ mod tests {
         ];
         assert_eq!(packet, expected);
         assert_eq!(dns_query(1, "example.com."), dns_query(1, "example.com"), "a trailing dot is the root");
+    }
+
+    #[test]
+    fn a_vm_profile_probes_its_proxy_and_skips_the_interface_checks() {
+        let opts = ProbeOptions {
+            proxy: Some("10.210.3.2:9099".parse().expect("addr")),
+            extra_control: vec!["10.210.3.2:9200".parse().expect("addr")],
+            extra_dns: vec!["192.168.1.1:53".parse().expect("addr")],
+            extra_tcp: vec!["1.1.1.1:443".parse().expect("addr"), "10.210.3.1:22".parse().expect("addr")],
+            network_path: true,
+            ..ProbeOptions::default()
+        };
+        let list = probes(&opts);
+        assert!(!list.contains(&Probe::Interfaces) && !list.contains(&Probe::Routes));
+        assert!(list.contains(&Probe::ProxyConnect { proxy: "10.210.3.2:9099".parse().expect("addr") }));
+        assert!(list.contains(&Probe::Control { addr: "10.210.3.2:9200".parse().expect("addr") }));
+        assert!(list.contains(&Probe::UdpDns { server: "192.168.1.1:53".parse().expect("addr") }));
+        assert!(list.contains(&Probe::Tcp { addr: "10.210.3.1:22".parse().expect("addr") }));
+        let names: Vec<String> = list.iter().map(Probe::name).collect();
+        let unique: std::collections::BTreeSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "a repeated destination is probed once: {names:?}");
     }
 
     #[test]

@@ -268,6 +268,10 @@ pub struct ResourcePlan {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PortPlan {
+    /// The address the agent reaches its sidecar's services at: `127.0.0.1` where a relay or the
+    /// bottle's own loopback carries them (docker, namespaces), the bundle's pinned IP where the
+    /// agent is a VM next to it (smolmachines, see [`bundle_address`]).
+    pub host: String,
     pub egress: u16,
     pub git_gate: u16,
     pub supervise: u16,
@@ -297,8 +301,8 @@ pub const RESERVED_ENV: [&str; 12] = [
 ];
 
 /// The infrastructure environment every bottle gets.
-fn infrastructure_env() -> Vec<(String, String)> {
-    let proxy = format!("http://127.0.0.1:{EGRESS_PORT}");
+fn infrastructure_env(services: &str) -> Vec<(String, String)> {
+    let proxy = format!("http://{services}:{EGRESS_PORT}");
     let no_proxy = "127.0.0.1,localhost,::1".to_owned();
     vec![
         ("HTTP_PROXY".into(), proxy.clone()),
@@ -312,6 +316,62 @@ fn infrastructure_env() -> Vec<(String, String)> {
         ("REQUESTS_CA_BUNDLE".into(), "/etc/ssl/certs/ca-certificates.crt".into()),
         ("GIT_SSL_CAINFO".into(), "/etc/ssl/certs/ca-certificates.crt".into()),
     ]
+}
+
+/// The pool smolmachines bundles take a /28 from (4096 subnets): a network of its own per bottle,
+/// apart from the docker backend's pool so the two never compete for a subnet.
+pub const BUNDLE_POOL: (u8, u8) = (10, 210);
+
+/// Where a smolmachines bottle's sidecar bundle lives: a /28 of [`BUNDLE_POOL`] for its Docker
+/// bridge, the bridge's gateway (the host) and the sidecar's pinned IP, the one address the VM's
+/// allow-list admits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct BundleAddress {
+    pub subnet: String,
+    pub gateway: String,
+    pub sidecar: String,
+}
+
+/// The `attempt`-th candidate [`BundleAddress`] for `slug`: the first is derived from the slug
+/// alone (FNV-1a, stable across builds), later ones step through the pool when a subnet is taken.
+pub fn bundle_address(slug: &str, attempt: u32) -> BundleAddress {
+    let (a, b) = BUNDLE_POOL;
+    let hash = slug.bytes().fold(0x811c_9dc5_u32, |h, byte| (h ^ u32::from(byte)).wrapping_mul(0x0100_0193));
+    let index = hash.wrapping_add(attempt.wrapping_mul(2_654_435_761)) % 4096;
+    let (c, d) = (index / 16, (index % 16) * 16);
+    BundleAddress {
+        subnet: format!("{a}.{b}.{c}.{d}/28"),
+        gateway: format!("{a}.{b}.{c}.{}", d + 1),
+        sidecar: format!("{a}.{b}.{c}.{}", d + 2),
+    }
+}
+
+/// The address the agent reaches the sidecar's services at on `backend` (see [`PortPlan::host`]).
+fn services_host(backend: BackendKind, slug: &Slug) -> String {
+    match backend {
+        BackendKind::Smolmachines => bundle_address(slug.as_str(), 0).sidecar,
+        BackendKind::Docker | BackendKind::Namespaces => "127.0.0.1".to_owned(),
+    }
+}
+
+impl LaunchPlan {
+    /// Points every agent-facing service address (proxy variables, git-gate URLs, [`PortPlan::host`])
+    /// at `host`, for a launch whose bundle landed on another candidate address than the plan's.
+    pub fn rebind_services(&mut self, host: &str) {
+        let old = std::mem::replace(&mut self.ports.host, host.to_owned());
+        if old == host {
+            return;
+        }
+        let (from, to) = (format!("//{old}:"), format!("//{host}:"));
+        for entry in &mut self.env {
+            if entry.from == "bot-bottle" {
+                entry.value = entry.value.replace(&from, &to);
+            }
+        }
+        for repo in &mut self.git_gate.repos {
+            repo.gate_url = repo.gate_url.replace(&from, &to);
+        }
+    }
 }
 
 /// Everything [`resolve`] needs.
@@ -400,7 +460,8 @@ pub fn resolve(input: PlanInput<'_>) -> Result<LaunchPlan, Diagnostic> {
             from: entry.origin.to_string(),
         });
     }
-    for (name, value) in infrastructure_env() {
+    let services = services_host(options.backend, &slug);
+    for (name, value) in infrastructure_env(&services) {
         env.push(EnvEntry { name, value, secret: false, from: "bot-bottle".into() });
     }
 
@@ -488,7 +549,7 @@ pub fn resolve(input: PlanInput<'_>) -> Result<LaunchPlan, Diagnostic> {
         repos.push(GitRepoPlan {
             name: name.clone(),
             url: url.value.clone(),
-            gate_url: format!("http://127.0.0.1:{GIT_GATE_PORT}/{name}.git"),
+            gate_url: format!("http://{services}:{GIT_GATE_PORT}/{name}.git"),
             key,
             host_key: host_key.value.clone(),
             push_refs: repo.push_refs.as_ref().map(|p| p.value.clone()).unwrap_or_default(),
@@ -578,6 +639,7 @@ pub fn resolve(input: PlanInput<'_>) -> Result<LaunchPlan, Diagnostic> {
             socket_volume: format!("bot-bottle-sock-{slug_str}"),
         },
         ports: PortPlan {
+            host: services,
             egress: EGRESS_PORT,
             git_gate: GIT_GATE_PORT,
             supervise: SUPERVISE_PORT,

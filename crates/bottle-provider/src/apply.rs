@@ -39,9 +39,9 @@ pub fn vars(provider: &Provider, plan: &LaunchPlan) -> Vars {
         label: plan.label.as_ref().map_or_else(|| plan.slug.to_string(), ToString::to_string),
         color: plan.color.map(|c| c.to_string()).unwrap_or_default(),
         prompt_file: plan.agent.prompt.guest_path.clone(),
-        mcp_url: format!("http://127.0.0.1:{SUPERVISE_PORT}/mcp"),
+        mcp_url: format!("http://{}:{SUPERVISE_PORT}/mcp", plan.ports.host),
         placeholder: provider.template.credential.as_ref().map(|c| c.placeholder.clone()).unwrap_or_default(),
-        proxy_url: format!("http://127.0.0.1:{EGRESS_PORT}"),
+        proxy_url: format!("http://{}:{EGRESS_PORT}", plan.ports.host),
         ca_file: GUEST_CA_PATH.to_owned(),
         settings: plan.provider.settings.clone(),
     }

@@ -611,7 +611,7 @@ fn provision(
     // The supervise MCP server, for any MCP client that reads a project-style `.mcp.json`
     // (provider templates register it their own way).
     let mcp = serde_json::to_vec_pretty(&serde_json::json!({
-        "mcpServers": { "bot-bottle": { "type": "http", "url": format!("http://127.0.0.1:{SUPERVISE_PORT}/mcp") } }
+        "mcpServers": { "bot-bottle": { "type": "http", "url": format!("http://{}:{SUPERVISE_PORT}/mcp", plan.ports.host) } }
     }))?;
     let mcp_path = PathBuf::from(format!("{GUEST_HOME}/.mcp.json"));
     let file = |dest, contents, owner| GuestFile { dest, contents, mode: 0o644, owner };

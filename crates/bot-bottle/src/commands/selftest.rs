@@ -10,7 +10,14 @@ use crate::cli::{Format, SelftestArgs};
 use crate::printer::Printer;
 
 pub fn run(args: &SelftestArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
-    let options = ProbeOptions { extra_tcp: args.tcp.clone(), ..ProbeOptions::default() };
+    let options = ProbeOptions {
+        extra_tcp: args.tcp.clone(),
+        proxy: args.proxy,
+        extra_control: args.control.clone(),
+        extra_dns: args.dns.clone(),
+        network_path: args.network_path,
+        ..ProbeOptions::default()
+    };
     let report = selftest::run_probes(&options);
     match args.format {
         Format::Json => printer.json(&report)?,

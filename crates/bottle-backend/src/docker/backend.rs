@@ -429,7 +429,7 @@ impl DockerBackend {
 }
 
 /// The uid and gid owning `dir`: the sidecar runs as them so its audit log stays the user's.
-fn owner_of(dir: &Path) -> Result<(u32, u32), Error> {
+pub(crate) fn owner_of(dir: &Path) -> Result<(u32, u32), Error> {
     use std::os::unix::fs::MetadataExt as _;
     let meta = std::fs::metadata(dir).map_err(|source| Error::Io {
         image: "sidecar".into(),
@@ -731,7 +731,7 @@ impl DockerHandle {
 }
 
 /// `dest` as (parent directory, file name); it must be absolute.
-fn split_dest(slug: &str, dest: &Path) -> Result<(String, String), Error> {
+pub(crate) fn split_dest(slug: &str, dest: &Path) -> Result<(String, String), Error> {
     let bad = || Error::Launch {
         slug: slug.to_owned(),
         action: format!("copy to `{}`", dest.display()),
@@ -745,7 +745,7 @@ fn split_dest(slug: &str, dest: &Path) -> Result<(String, String), Error> {
     Ok((parent, name))
 }
 
-fn ids(owner: ExecUser) -> (u64, u64) {
+pub(crate) fn ids(owner: ExecUser) -> (u64, u64) {
     let user = exec_user(owner);
     let mut parts = user.split(':').map(|p| p.parse::<u64>().unwrap_or(0));
     let uid = parts.next().unwrap_or(0);
@@ -754,7 +754,7 @@ fn ids(owner: ExecUser) -> (u64, u64) {
 
 /// A tar of the host file or directory `host`, named `name` inside, every entry owned by `owner`.
 /// Symbolic links are copied as links; modes keep their permission bits.
-fn tar_host_path(host: &Path, name: &str, owner: ExecUser) -> std::io::Result<Vec<u8>> {
+pub(crate) fn tar_host_path(host: &Path, name: &str, owner: ExecUser) -> std::io::Result<Vec<u8>> {
     let (uid, gid) = ids(owner);
     let mut tar = tar::Builder::new(Vec::new());
     let mut stack = vec![(host.to_path_buf(), name.to_owned())];
@@ -790,7 +790,7 @@ fn tar_host_path(host: &Path, name: &str, owner: ExecUser) -> std::io::Result<Ve
 }
 
 /// The rows and columns of the terminal on stdin, stdout or stderr, when there is one.
-fn host_terminal_size() -> Option<(u16, u16)> {
+pub(crate) fn host_terminal_size() -> Option<(u16, u16)> {
     use terminal_size::{Height, Width, terminal_size_of};
     [terminal_size_of(std::io::stdin()), terminal_size_of(std::io::stdout()), terminal_size_of(std::io::stderr())]
         .into_iter()
@@ -799,7 +799,7 @@ fn host_terminal_size() -> Option<(u16, u16)> {
         .find(|&(h, w)| h > 0 && w > 0)
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 

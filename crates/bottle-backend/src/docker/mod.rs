@@ -11,7 +11,7 @@
 //! as env, argv or labels: the sidecar reads them from a host directory mounted read-only into the
 //! sidecar alone, and its config (which holds no secrets) is copied in as a 0600 file.
 
-mod backend;
+pub(crate) mod backend;
 pub mod undo;
 
 pub use backend::{
@@ -612,7 +612,7 @@ impl DockerBottle {
     }
 }
 
-fn labels(slug: &str, role: &str) -> HashMap<String, String> {
+pub(crate) fn labels(slug: &str, role: &str) -> HashMap<String, String> {
     HashMap::from([
         (crate::image::LABEL.to_owned(), "1".to_owned()),
         (LABEL_SLUG.to_owned(), slug.to_owned()),
@@ -651,19 +651,19 @@ fn check_relay_binary(slug: &str, path: &Path) -> Result<PathBuf, Error> {
 }
 
 /// What the sidecar container gets copied into `/etc` before it starts.
-struct SidecarFiles<'a> {
-    config: &'a [u8],
-    secrets: &'a [(String, Vec<u8>)],
-    keys: &'a [(String, Vec<u8>)],
-    control_token: Option<&'a [u8]>,
-    upstream_ca: Option<&'a [u8]>,
+pub(crate) struct SidecarFiles<'a> {
+    pub config: &'a [u8],
+    pub secrets: &'a [(String, Vec<u8>)],
+    pub keys: &'a [(String, Vec<u8>)],
+    pub control_token: Option<&'a [u8]>,
+    pub upstream_ca: Option<&'a [u8]>,
     /// uid, gid of the sidecar's user, who must own all of it.
-    owner: (u32, u32),
+    pub owner: (u32, u32),
 }
 
 /// `bot-bottle/` (0700) with `sidecar.json` (0600), `secrets/` (0700, one 0600 file per slot) and
 /// `upstream-ca.pem`, all owned by the sidecar's user, unpacked under `/etc`.
-fn config_tar(files: &SidecarFiles<'_>) -> std::io::Result<Vec<u8>> {
+pub(crate) fn config_tar(files: &SidecarFiles<'_>) -> std::io::Result<Vec<u8>> {
     let (uid, gid) = files.owner;
     let mut tar = tar::Builder::new(Vec::new());
     let mut add = |path: &str, mode: u32, data: Option<&[u8]>| {

@@ -65,6 +65,7 @@ fn probes_report_the_ways_out_a_host_offers() {
         egress_port: open_proxy.port(),
         control_port: service_addr.port(),
         extra_tcp: vec![service_addr],
+        ..ProbeOptions::default()
     };
 
     let started = Instant::now();
