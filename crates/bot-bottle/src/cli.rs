@@ -74,6 +74,28 @@ pub enum Command {
     /// The git gate's pre-receive hook (run by git inside the sidecar, not by hand)
     #[command(hide = true)]
     GitGateHook(GitGateHookArgs),
+    /// Keep a bottle's terminal the size of this one (wraps an interactive smolvm exec)
+    #[command(hide = true)]
+    PtyBridge(PtyBridgeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PtyBridgeArgs {
+    /// The smolvm program the side channel runs
+    #[arg(long, requires = "machine", conflicts_with = "local")]
+    pub smolvm: Option<String>,
+    /// The machine whose ptys follow this terminal
+    #[arg(long, requires = "smolvm", conflicts_with = "local")]
+    pub machine: Option<String>,
+    /// Resize ptys on this host instead of in a machine
+    #[arg(long, required_unless_present = "machine")]
+    pub local: bool,
+    /// Which ptys to resize (a shell glob)
+    #[arg(long, default_value = "/dev/pts/[0-9]*")]
+    pub target: String,
+    /// The interactive command, after `--`
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -9,12 +9,12 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use bottle_backend::docker::DockerBackend;
-use bottle_backend::{Backend, BottleStatus};
+use bottle_backend::BottleStatus;
 use bottle_state::Home;
 
 /// The file in a bottle's state directory holding its control token.
@@ -30,9 +30,30 @@ pub struct Control {
     pub slug: String,
     pub label: Option<String>,
     pub color: Option<String>,
-    addr: SocketAddr,
+    addr: Endpoint,
     token: String,
 }
+
+/// Where a control API listens: the host's loopback (docker publishes it there) or a unix socket in
+/// the state directory (smolmachines, where the VM must reach no address that serves it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(a) => write!(f, "{a}"),
+            Self::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A connected control stream of either kind.
+trait Stream: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> Stream for T {}
 
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -67,10 +88,21 @@ impl Control {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> anyhow::Result<serde_json::Value> {
-        let mut stream = TcpStream::connect_timeout(&self.addr, TIMEOUT)
-            .with_context(|| format!("bottle `{}`: cannot reach its control API at {}", self.slug, self.addr))?;
-        stream.set_read_timeout(Some(TIMEOUT))?;
-        stream.set_write_timeout(Some(TIMEOUT))?;
+        let unreachable = || format!("bottle `{}`: cannot reach its control API at {}", self.slug, self.addr);
+        let mut stream: Box<dyn Stream> = match &self.addr {
+            Endpoint::Tcp(addr) => {
+                let s = TcpStream::connect_timeout(addr, TIMEOUT).with_context(unreachable)?;
+                s.set_read_timeout(Some(TIMEOUT))?;
+                s.set_write_timeout(Some(TIMEOUT))?;
+                Box::new(s)
+            }
+            Endpoint::Unix(path) => {
+                let s = UnixStream::connect(path).with_context(unreachable)?;
+                s.set_read_timeout(Some(TIMEOUT))?;
+                s.set_write_timeout(Some(TIMEOUT))?;
+                Box::new(s)
+            }
+        };
         let body = body.map(serde_json::to_vec).transpose()?.unwrap_or_default();
         let mut request = format!(
             "{method} {path} HTTP/1.1\r\nHost: bot-bottle-control\r\nAuthorization: Bearer {}\r\n\
@@ -99,7 +131,7 @@ impl Control {
 }
 
 /// Reads an HTTP/1.1 response: status and body (Content-Length, chunked, or until close).
-fn read_response(stream: TcpStream) -> anyhow::Result<(u16, Vec<u8>)> {
+fn read_response(stream: impl std::io::Read) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -165,35 +197,35 @@ pub fn running(home: &Home) -> anyhow::Result<Vec<Control>> {
     if let Some(spec) = std::env::var_os(OVERRIDE_VAR) {
         return overridden(home, &spec.to_string_lossy());
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let backend = DockerBackend::connect(Arc::new(rt)).map_err(crate::commands::backend_error)?;
+    let backends = crate::backends::Backends::connect(home)?;
     let mut out = Vec::new();
-    for summary in backend.list().map_err(crate::commands::backend_error)? {
-        if summary.status != BottleStatus::Running {
-            continue;
+    for backend in backends.all() {
+        let Ok(summaries) = backend.list() else { continue };
+        for summary in summaries {
+            if summary.status != BottleStatus::Running {
+                continue;
+            }
+            let state = home.state(&summary.slug);
+            let Ok(token) = std::fs::read_to_string(state.dir().join(TOKEN_FILE)) else {
+                continue;
+            };
+            let Ok(bottle) = backend.open(&summary.slug) else {
+                continue;
+            };
+            let Some(addr) =
+                bottle.control_addr().map(Endpoint::Tcp).or_else(|| bottle.control_socket().map(Endpoint::Unix))
+            else {
+                continue;
+            };
+            let meta = state.read_metadata().ok();
+            out.push(Control {
+                slug: summary.slug,
+                label: meta.as_ref().and_then(|m| m.label.clone()),
+                color: meta.as_ref().and_then(|m| m.color.clone()),
+                addr,
+                token: token.trim().to_owned(),
+            });
         }
-        let state = home.state(&summary.slug);
-        let Ok(token) = std::fs::read_to_string(state.dir().join(TOKEN_FILE)) else {
-            continue;
-        };
-        let Ok(bottle) = backend.open(&summary.slug) else {
-            continue;
-        };
-        let Some(addr) = bottle.control_addr() else {
-            continue;
-        };
-        let meta = state.read_metadata().ok();
-        out.push(Control {
-            slug: summary.slug,
-            label: meta.as_ref().and_then(|m| m.label.clone()),
-            color: meta.as_ref().and_then(|m| m.color.clone()),
-            addr,
-            token: token.trim().to_owned(),
-        });
     }
     Ok(out)
 }
@@ -206,7 +238,7 @@ fn overridden(home: &Home, spec: &str) -> anyhow::Result<Vec<Control>> {
         let malformed = || anyhow::anyhow!("`{OVERRIDE_VAR}` entry {} is not `SLUG=HOST:PORT:TOKEN`", i + 1);
         let (slug, rest) = entry.trim().split_once('=').ok_or_else(malformed)?;
         let (addr, token) = rest.rsplit_once(':').ok_or_else(malformed)?;
-        let addr: SocketAddr = addr.parse().map_err(|_| malformed())?;
+        let addr = Endpoint::Tcp(addr.parse().map_err(|_| malformed())?);
         if slug.is_empty() || token.is_empty() {
             return Err(malformed());
         }
@@ -240,7 +272,7 @@ mod tests {
     }
 
     fn control(addr: SocketAddr) -> Control {
-        Control { slug: "s".into(), label: None, color: None, addr, token: "t".into() }
+        Control { slug: "s".into(), label: None, color: None, addr: Endpoint::Tcp(addr), token: "t".into() }
     }
 
     #[test]
@@ -257,10 +289,25 @@ mod tests {
         let home = Home::resolve(Some(std::env::temp_dir().join("bb-no-such-home")), None).unwrap();
         let found = overridden(&home, "a=127.0.0.1:9:tok-a, b=[::1]:10:tok-b").unwrap();
         assert_eq!(found.iter().map(|c| c.slug.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(found[1].addr, "[::1]:10".parse().unwrap());
+        assert_eq!(found[1].addr, Endpoint::Tcp("[::1]:10".parse().unwrap()));
         assert!(!format!("{found:?}").contains("tok-"));
         let err = overridden(&home, "a=127.0.0.1:9:ok,b=nowhere:secret-ish").unwrap_err().to_string();
         assert!(err.contains("entry 2") && !err.contains("secret-ish"), "{err}");
+    }
+
+    #[test]
+    fn unix_socket_endpoints_are_spoken_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"u\":3}").unwrap();
+        });
+        let c = Control { slug: "s".into(), label: None, color: None, addr: Endpoint::Unix(path), token: "t".into() };
+        assert_eq!(c.get("/v1/health").unwrap()["u"], 3);
     }
 
     #[test]

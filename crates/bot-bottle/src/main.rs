@@ -3,6 +3,7 @@
 //! Parses arguments, dispatches to `commands/<verb>.rs`, and turns errors into messages and exit
 //! codes: 0 success, 1 a check or operation failed, 2 a bad input (flag, manifest, plan).
 
+mod backends;
 mod cli;
 mod commands;
 mod context;
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
         Command::Info(args) => commands::info::run(&cli.global, &args, &printer),
         Command::Start(args) => commands::start::run(&cli.global, &args, &printer),
         Command::List(args) => commands::bottles::list(&cli.global, &args, &printer),
-        Command::Exec(args) => commands::bottles::exec(&args, &printer),
+        Command::Exec(args) => commands::bottles::exec(&cli.global, &args, &printer),
         Command::Attach(args) => commands::bottles::attach(&cli.global, &args, &printer),
         Command::Stop(args) => commands::bottles::stop(&cli.global, &args, &printer),
         Command::Cleanup(args) => commands::bottles::cleanup(&cli.global, &args, &printer),
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         Command::Sidecar(args) => commands::sidecar::run(&args),
         Command::Relay(args) => commands::relay::run(&args),
         Command::Selftest(args) => commands::selftest::run(&args, &printer),
+        Command::PtyBridge(args) => commands::pty_bridge::run(&args),
         Command::GitGateHook(args) => {
             Ok(ExitCode::from(u8::try_from(bottle_gitgate::hook::run_client(&args.socket)).unwrap_or(1)))
         }

@@ -6,31 +6,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use bottle_backend::docker::DockerBackend;
 use bottle_backend::image::{BuildMode, ImageRecipe};
-use bottle_backend::{Backend, BottleStatus, CleanupOptions};
+use bottle_backend::{BottleStatus, CleanupOptions};
 use bottle_core::Diagnostic;
 use bottle_core::plan::EGRESS_PORT;
 use bottle_state::Metadata;
 use serde::Serialize;
 
+use crate::backends::Backends;
 use crate::cli::{AttachArgs, CleanupArgs, ExecArgs, Format, GlobalArgs, ListArgs, StopArgs};
 use crate::commands::{backend_error, context};
 use crate::context::Context;
 use crate::printer::Printer;
-
-fn backend() -> anyhow::Result<DockerBackend> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    DockerBackend::connect(Arc::new(rt)).map_err(backend_error)
-}
 
 /// One row of `list`.
 #[derive(Debug, Serialize)]
@@ -58,13 +48,13 @@ pub struct Service {
     pub address: String,
 }
 
-fn rows(ctx: &Context, backend: &DockerBackend) -> anyhow::Result<Vec<Row>> {
+pub(crate) fn rows(ctx: &Context, backends: &Backends) -> anyhow::Result<Vec<Row>> {
     let now = SystemTime::now();
     let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut meta: BTreeMap<String, Metadata> =
         ctx.home.states().into_iter().filter_map(|(slug, s)| s.read_metadata().ok().map(|m| (slug, m))).collect();
     let mut rows = Vec::new();
-    for b in backend.list().map_err(backend_error)? {
+    for b in backends.list()? {
         let m = meta.remove(&b.slug);
         let created = m.as_ref().map_or_else(|| secs(b.created), |m| m.started_at);
         let status = match b.status {
@@ -81,7 +71,9 @@ fn rows(ctx: &Context, backend: &DockerBackend) -> anyhow::Result<Vec<Row>> {
             age_secs: secs(now).saturating_sub(created),
             status: status.into(),
             services: if b.status == BottleStatus::Running {
-                vec![Service { name: "egress", address: format!("127.0.0.1:{EGRESS_PORT}") }]
+                let host = bottle_backend::smolmachines::services_host(ctx.home.state(&b.slug).dir())
+                    .unwrap_or_else(|| "127.0.0.1".into());
+                vec![Service { name: "egress", address: format!("{host}:{EGRESS_PORT}") }]
             } else {
                 Vec::new()
             },
@@ -109,8 +101,8 @@ fn rows(ctx: &Context, backend: &DockerBackend) -> anyhow::Result<Vec<Row>> {
 
 pub fn list(global: &GlobalArgs, args: &ListArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let ctx = context(global)?;
-    let backend = backend()?;
-    let rows = rows(&ctx, &backend)?;
+    let backends = Backends::connect(&ctx.home)?;
+    let rows = rows(&ctx, &backends)?;
     match args.format {
         Format::Json => printer.json(&rows)?,
         Format::Text => {
@@ -177,9 +169,10 @@ fn age(d: Duration) -> String {
     }
 }
 
-pub fn exec(args: &ExecArgs, _printer: &Printer) -> anyhow::Result<ExitCode> {
-    let backend = backend()?;
-    let bottle = backend.open(&args.slug).map_err(backend_error)?;
+pub fn exec(global: &GlobalArgs, args: &ExecArgs, _printer: &Printer) -> anyhow::Result<ExitCode> {
+    let ctx = context(global)?;
+    let backends = Backends::connect(&ctx.home)?;
+    let bottle = backends.for_slug(&ctx.home, &args.slug)?.open(&args.slug).map_err(backend_error)?;
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let argv = bottle.agent_argv(&args.command, tty);
     let (program, rest) = argv.split_first().context("empty command")?;
@@ -192,8 +185,8 @@ pub fn exec(args: &ExecArgs, _printer: &Printer) -> anyhow::Result<ExitCode> {
 
 pub fn attach(global: &GlobalArgs, args: &AttachArgs, _printer: &Printer) -> anyhow::Result<ExitCode> {
     let ctx = context(global)?;
-    let backend = backend()?;
-    let bottle = backend.open(&args.slug).map_err(backend_error)?;
+    let backends = Backends::connect(&ctx.home)?;
+    let bottle = backends.for_slug(&ctx.home, &args.slug)?.open(&args.slug).map_err(backend_error)?;
     let meta = ctx.home.state(&args.slug).read_metadata().ok();
     // The command line the launch rendered from the provider template.
     let command = meta.as_ref().map(|m| m.command.clone()).filter(|c| !c.is_empty()).ok_or_else(|| {
@@ -211,11 +204,11 @@ pub fn attach(global: &GlobalArgs, args: &AttachArgs, _printer: &Printer) -> any
 
 pub fn stop(global: &GlobalArgs, args: &StopArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let ctx = context(global)?;
-    let backend = backend()?;
+    let backends = Backends::connect(&ctx.home)?;
     let mut failed = false;
     for slug in &args.slugs {
         let state = ctx.home.state(slug);
-        match backend.stop(slug) {
+        match backends.for_slug(&ctx.home, slug)?.stop(slug) {
             Ok(report) => {
                 for (what, why) in &report.failed {
                     printer.error(&format!("{slug}: cannot remove {what}: {why}"));
@@ -242,7 +235,7 @@ pub fn stop(global: &GlobalArgs, args: &StopArgs, printer: &Printer) -> anyhow::
 
 pub fn cleanup(global: &GlobalArgs, args: &CleanupArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let ctx = context(global)?;
-    let backend = backend()?;
+    let backends = Backends::connect(&ctx.home)?;
     let states = ctx.home.states();
     let dead_owners: BTreeSet<String> = states
         .iter()
@@ -260,10 +253,14 @@ pub fn cleanup(global: &GlobalArgs, args: &CleanupArgs, printer: &Printer) -> an
     ];
     // What would go, first, so the question shows it.
     let options = CleanupOptions { dry_run: true, dead_owners: dead_owners.clone(), keep_images: keep_images.clone() };
-    let plan = backend.cleanup(&options).map_err(backend_error)?;
-    let live: BTreeSet<String> = backend
-        .list()
-        .map_err(backend_error)?
+    let mut plan = bottle_backend::CleanupReport::default();
+    for backend in backends.all() {
+        let r = backend.cleanup(&options).map_err(backend_error)?;
+        plan.removed.extend(r.removed);
+        plan.failed.extend(r.failed);
+    }
+    let live: BTreeSet<String> = backends
+        .list()?
         .into_iter()
         .filter(|b| b.status == BottleStatus::Running && !dead_owners.contains(&b.slug))
         .map(|b| b.slug)
@@ -302,8 +299,13 @@ pub fn cleanup(global: &GlobalArgs, args: &CleanupArgs, printer: &Printer) -> an
             return Ok(ExitCode::from(crate::EXIT_FAILURE));
         }
     }
-    let report =
-        backend.cleanup(&CleanupOptions { dry_run: false, dead_owners, keep_images }).map_err(backend_error)?;
+    let mut report = bottle_backend::CleanupReport::default();
+    let options = CleanupOptions { dry_run: false, dead_owners, keep_images };
+    for backend in backends.all() {
+        let r = backend.cleanup(&options).map_err(backend_error)?;
+        report.removed.extend(r.removed);
+        report.failed.extend(r.failed);
+    }
     let mut failures = report.failed.clone();
     let mut removed_dirs = 0;
     for d in &orphan_dirs {

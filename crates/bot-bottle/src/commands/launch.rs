@@ -16,6 +16,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context as _, bail};
 use bottle_backend::docker::DockerBackend;
 use bottle_backend::image::{BuildMode, ImageBuilder, ImageRecipe};
+use bottle_backend::smolmachines::SmolBackend;
 use bottle_backend::{Backend, Bottle, ExecUser, GuestFile, LaunchInputs, Progress};
 use bottle_core::plan::{GUEST_CA_PATH, GUEST_HOME, LaunchPlan, RepoKeyPlan, SUPERVISE_PORT, SecretSource};
 use bottle_core::spec::AgentSpec;
@@ -42,31 +43,20 @@ pub fn run(
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     // Everything that can be refused without touching anything.
-    if plan.backend != BackendKind::Docker {
+    if plan.backend == BackendKind::Namespaces {
         return Err(Diagnostic::new(format!("the `{}` backend cannot launch bottles yet", plan.backend))
-            .hint("use `--backend docker` (or unset BOT_BOTTLE_BACKEND); `--dry-run` shows any backend's plan")
+            .hint("use `--backend docker` or `--backend smolmachines`; `--dry-run` shows any backend's plan")
             .into());
     }
+    let mut plan = plan.clone();
     let mode = match (&args.prompt, args.detach) {
         (Some(prompt), _) => provider::Mode::Headless(prompt.clone()),
         (None, true) => provider::Mode::Detached,
         (None, false) => provider::Mode::Interactive,
     };
-    let values = SecretValues::read(plan, args.headless)?;
-    // The template's variables; a forwarded Codex login brings its own stand-in token.
-    let mut vars = bottle_provider::apply::vars(provider, plan);
-    if let Some(codex) = &values.codex {
-        vars.placeholder = codex.placeholder();
-    }
-    let command = provider::command(provider, &vars, &mode, false)?;
-    let interactive_command = provider::command(provider, &vars, &provider::Mode::Interactive, false)?;
-    let resume_command = if provider.template.resume_args.is_empty() {
-        Vec::new()
-    } else {
-        provider::command(provider, &vars, &provider::Mode::Interactive, true)?
-    };
-    let rendered = bottle_provider::render::render(&provider.template, &provider.name, &provider.path, &vars)?;
-    let dockerfile = provider::dockerfile(plan, provider, ctx.home.root())?;
+    let values = SecretValues::read(&plan, args.headless)?;
+    let commands = Commands::render(provider, &plan, &values, &mode)?;
+    let dockerfile = provider::dockerfile(&plan, provider, ctx.home.root())?;
     for skill in &plan.agent.skills {
         if !skill.source.is_dir() {
             return Err(Diagnostic::new(format!(
@@ -79,7 +69,7 @@ pub fn run(
             .into());
         }
     }
-    let key_files = read_git_keys(plan)?;
+    let key_files = read_git_keys(&plan)?;
     let upstream_ca = plan
         .egress
         .upstream_ca
@@ -103,7 +93,7 @@ pub fn run(
     }
 
     if !args.yes && !args.headless {
-        printer.out(&super::start::render(plan, printer, false))?;
+        printer.out(&super::start::render(&plan, printer, false))?;
         if !confirm("Launch this bottle?")? {
             printer.step("not launched");
             return Ok(ExitCode::from(crate::EXIT_FAILURE));
@@ -120,20 +110,47 @@ pub fn run(
     let cancel = Arc::new(AtomicBool::new(false));
     watch_signals(&rt, cancel.clone())?;
     let started = Instant::now();
-    let backend = DockerBackend::connect(rt.clone()).map_err(super::backend_error)?;
-    let (agent_image, sidecar_image) = ensure_images(&backend, printer, provider, dockerfile.as_deref())?;
-    let preflight = backend.prepare(plan, &agent_image).map_err(super::backend_error)?;
+    let docker = DockerBackend::connect(rt.clone()).map_err(super::backend_error)?;
+    let smol;
+    let backend: &dyn Backend = match plan.backend {
+        BackendKind::Smolmachines => {
+            smol = SmolBackend::connect(rt.clone(), ctx.home.states_dir()).map_err(super::backend_error)?;
+            &smol
+        }
+        _ => &docker,
+    };
+    let (agent_image, sidecar_image) = ensure_images(&docker, printer, provider, dockerfile.as_deref())?;
+    let preflight = backend.prepare(&plan, &agent_image).map_err(super::backend_error)?;
     for w in &preflight.warnings {
         printer.warn(w);
     }
+    // A backend that pins the agent's view of its sidecar (smolmachines: the bundle's IP) may land
+    // on another address than the plan's first candidate; the plan and everything rendered from it
+    // follow.
+    let mut commands = commands;
+    if let Some(host) = backend.reserve(&plan).map_err(super::backend_error)? {
+        plan.rebind_services(&host);
+        commands = match Commands::render(provider, &plan, &values, &mode) {
+            Ok(c) => c,
+            Err(e) => {
+                backend.release(plan.slug.as_str());
+                return Err(e);
+            }
+        };
+    }
+    let Commands { command, interactive_command, resume_command, rendered, vars } = commands;
 
-    state.create().with_context(|| format!("cannot create the state directory of `{}`", plan.slug))?;
+    if let Err(e) = state.create() {
+        backend.release(plan.slug.as_str());
+        return Err(anyhow::Error::new(e).context(format!("cannot create the state directory of `{}`", plan.slug)));
+    }
     let mut launch = Launch { state, handle: None, printer };
+    let plan = &plan;
     let result = launch.bring_up(LaunchParts {
         ctx,
         plan,
         agent,
-        backend: &backend,
+        backend,
         values,
         upstream_ca,
         key_files,
@@ -148,6 +165,7 @@ pub fn run(
     });
     if let Err(err) = result {
         launch.abandon();
+        backend.release(plan.slug.as_str());
         return Err(err);
     }
     printer.step(&format!("bottle `{}` ready in {:.1?}", plan.slug, started.elapsed()));
@@ -381,11 +399,44 @@ fn ask_secret(prompt: &str) -> anyhow::Result<String> {
     Ok(value)
 }
 
+/// What the provider template renders for this launch: command lines, files and variables.
+struct Commands {
+    command: Vec<String>,
+    interactive_command: Vec<String>,
+    resume_command: Vec<String>,
+    rendered: bottle_provider::Rendered,
+    vars: bottle_provider::Vars,
+}
+
+impl Commands {
+    fn render(
+        provider: &Provider,
+        plan: &LaunchPlan,
+        values: &SecretValues,
+        mode: &provider::Mode,
+    ) -> anyhow::Result<Self> {
+        // The template's variables; a forwarded Codex login brings its own stand-in token.
+        let mut vars = bottle_provider::apply::vars(provider, plan);
+        if let Some(codex) = &values.codex {
+            vars.placeholder = codex.placeholder();
+        }
+        let command = provider::command(provider, &vars, mode, false)?;
+        let interactive_command = provider::command(provider, &vars, &provider::Mode::Interactive, false)?;
+        let resume_command = if provider.template.resume_args.is_empty() {
+            Vec::new()
+        } else {
+            provider::command(provider, &vars, &provider::Mode::Interactive, true)?
+        };
+        let rendered = bottle_provider::render::render(&provider.template, &provider.name, &provider.path, &vars)?;
+        Ok(Self { command, interactive_command, resume_command, rendered, vars })
+    }
+}
+
 struct LaunchParts<'a> {
     ctx: &'a Context,
     plan: &'a LaunchPlan,
     agent: &'a AgentSpec,
-    backend: &'a DockerBackend,
+    backend: &'a dyn Backend,
     values: SecretValues,
     upstream_ca: Option<Vec<u8>>,
     key_files: Vec<(String, Vec<u8>)>,
@@ -785,4 +836,38 @@ pub fn egress_config(
     }
     let log = plan.egress.log.try_into().map_err(|e: String| anyhow::anyhow!("egress.log: {e}"))?;
     Ok(EgressConfig { log, routes, upstream_ca, hosts: plan.egress.hosts.clone(), ..EgressConfig::default() })
+}
+
+/// The agent image a launch of `provider` would use, worked out without the engine: the offline
+/// recipe's content-hash tag (a launch prefers an existing image of the same inputs).
+fn planned_agent_image(provider: &Provider, dockerfile: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let base = ImageRecipe::agent(BuildMode::Offline).tag;
+    let image = &provider.template.image;
+    Ok(match dockerfile {
+        Some(path) => ImageRecipe::custom(&provider.name, &base, path).map_err(super::backend_error)?.tag,
+        None if image.npm.is_empty() => base,
+        None => ImageRecipe::provider(BuildMode::Offline, &provider.name, &base, &image.npm, &image.links).tag,
+    })
+}
+
+/// The smolmachines part of `start --dry-run`: the bundle, the pack cache key and every `smolvm`
+/// command line the launch would run, for the installed smolvm (or the version it plans for).
+pub fn smolmachines_plan(ctx: &Context, plan: &LaunchPlan, provider: &Provider) -> anyhow::Result<serde_json::Value> {
+    use bottle_backend::smolmachines::{self, cli::SmolvmCli, runner::TokioRunner, version};
+    let runner = TokioRunner::new().map_err(super::backend_error)?;
+    let (cli, detected) = match smolmachines::detect(&runner) {
+        Ok(cli) => (cli, true),
+        Err(_) => (SmolvmCli::new("smolvm", version::PLANNING_DEFAULT), false),
+    };
+    let dockerfile = provider::dockerfile(plan, provider, ctx.home.root())?;
+    let image = planned_agent_image(provider, dockerfile.as_deref())?;
+    let cache = smolmachines::bundle::cache_dir().map_err(super::backend_error)?;
+    let vars = bottle_provider::apply::vars(provider, plan);
+    let mode = if plan.headless.is_some() {
+        provider::Mode::Headless("«prompt»".into())
+    } else {
+        provider::Mode::Interactive
+    };
+    let command = provider::command(provider, &vars, &mode, false)?;
+    Ok(smolmachines::dry_run(plan, &cli, detected, &image, &cache, &command))
 }

@@ -8,6 +8,7 @@ pub mod image;
 pub mod info;
 pub mod launch;
 pub mod provider;
+pub mod pty_bridge;
 pub mod relay;
 pub mod selftest;
 pub mod sidecar;

@@ -29,6 +29,11 @@ pub fn run(global: &GlobalArgs, args: &StartArgs, printer: &Printer) -> anyhow::
         printer.warn(w);
     }
     match args.format {
+        Format::Json if plan.backend == BackendKind::Smolmachines => {
+            let mut value = serde_json::to_value(&plan)?;
+            value["smolmachines"] = super::launch::smolmachines_plan(&ctx, &plan, &provider)?;
+            printer.json(&value)?;
+        }
         Format::Json => printer.json(&plan)?,
         Format::Text => printer.out(&render(&plan, printer, true))?,
     }
@@ -141,9 +146,15 @@ pub fn render(plan: &LaunchPlan, printer: &Printer, dry_run: bool) -> String {
     }
     let _ = writeln!(s, "{}", bold("creates"));
     let _ = writeln!(s, "  state      {}", plan.state_dir.display());
-    let _ = writeln!(s, "  containers {}, {}", plan.resources.agent, plan.resources.sidecar);
-    let _ = writeln!(s, "  network    {}", plan.resources.network);
-    let _ = writeln!(s, "  volume     {}", plan.resources.socket_volume);
+    if plan.backend == BackendKind::Smolmachines {
+        let _ = writeln!(s, "  machine    {} (smolvm, may reach {} only)", plan.resources.agent, plan.ports.host);
+        let _ = writeln!(s, "  container  {} at {}", plan.resources.sidecar, plan.ports.host);
+        let _ = writeln!(s, "  network    {}", plan.resources.network);
+    } else {
+        let _ = writeln!(s, "  containers {}, {}", plan.resources.agent, plan.resources.sidecar);
+        let _ = writeln!(s, "  network    {}", plan.resources.network);
+        let _ = writeln!(s, "  volume     {}", plan.resources.socket_volume);
+    }
     if dry_run {
         let _ = writeln!(s, "(dry run: nothing was created)");
     }

@@ -8,6 +8,7 @@ mod lifecycle;
 mod providers;
 mod secrets;
 mod sidecar;
+mod smolmachines;
 mod supervise_e2e;
 mod supervise_tui;
 

@@ -464,6 +464,12 @@ fn read_saved(state_dir: &Path) -> Option<Saved> {
     serde_json::from_slice(&std::fs::read(state_dir.join(STATE_FILE)).ok()?).ok()
 }
 
+/// Where the agent of the smolmachines bottle whose state is `state_dir` reaches its services,
+/// when it is one.
+pub fn services_host(state_dir: &Path) -> Option<String> {
+    read_saved(state_dir).map(|s| s.address.sidecar)
+}
+
 /// A smolmachines bottle.
 pub struct SmolBottle {
     driver: Driver,
