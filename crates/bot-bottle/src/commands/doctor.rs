@@ -54,7 +54,7 @@ struct Report {
 pub fn run(global: &GlobalArgs, args: &DoctorArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let ctx = Context::new(global)?;
     if let Some(slug) = &args.bottle {
-        return bottle_selftest(slug, args.format, printer);
+        return bottle_selftest(&ctx, slug, args.format, printer);
     }
     let mut checks = Vec::new();
     let engine = docker_engine(&mut checks);
@@ -198,16 +198,9 @@ fn probe_gvisor() -> Result<bottle_backend::docker::RuntimeProbe, String> {
 }
 
 /// `doctor --bottle SLUG`: the boundary self-test again, inside a running bottle.
-fn bottle_selftest(slug: &str, format: Format, printer: &Printer) -> anyhow::Result<ExitCode> {
-    use bottle_backend::Backend as _;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
-    let backend =
-        bottle_backend::docker::DockerBackend::connect(std::sync::Arc::new(rt)).map_err(super::backend_error)?;
-    let bottle = backend.open(slug).map_err(super::backend_error)?;
+fn bottle_selftest(ctx: &Context, slug: &str, format: Format, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let backends = crate::backends::Backends::connect(&ctx.home)?;
+    let bottle = backends.for_slug(&ctx.home, slug)?.open(slug).map_err(super::backend_error)?;
     let report = bottle_backend::selftest::run_in(bottle.as_ref()).map_err(super::backend_error)?;
     match format {
         Format::Json => printer.json(&report)?,
@@ -223,20 +216,43 @@ fn bottle_selftest(slug: &str, format: Format, printer: &Printer) -> anyhow::Res
 }
 
 fn smolvm() -> Check {
+    use bottle_backend::smolmachines::{self, runner::TokioRunner, version};
     const NAME: &str = "smolvm";
-    match Command::new("smolvm").arg("--version").stdin(Stdio::null()).output() {
-        Ok(out) if out.status.success() => Check::pass(NAME, String::from_utf8_lossy(&out.stdout).trim().to_owned()),
-        Ok(out) => Check::not_ok(
+    let cli = TokioRunner::new().map_err(|e| e.to_string()).and_then(|runner| smolmachines::detect(&runner));
+    match cli {
+        Ok(cli) if cli.version.can_launch() => {
+            let notes: Vec<&str> = cli.version.problems().iter().map(|p| p.what).collect();
+            let detail = if notes.is_empty() {
+                format!("{} {} (the smolmachines backend can launch)", cli.program, cli.version)
+            } else {
+                format!("{} {}; worked around: {}", cli.program, cli.version, notes.join("; "))
+            };
+            Check::pass(NAME, detail)
+        }
+        Ok(cli) => {
+            let bad: Vec<&str> = cli
+                .version
+                .problems()
+                .iter()
+                .filter(|p| p.severity == version::Severity::Refuse)
+                .map(|p| p.what)
+                .collect();
+            Check::not_ok(
+                NAME,
+                Status::Warn,
+                format!("{} {} is known to be unsafe for bottles: {}", cli.program, cli.version, bad.join("; ")),
+                format!("install smolvm {} or later; launches on this version are refused", version::MIN_LAUNCH),
+            )
+        }
+        Err(why) => Check::not_ok(
             NAME,
             Status::Warn,
-            format!("`smolvm --version` exited with {}", out.status),
-            "reinstall smolvm; only the smolmachines backend needs it",
-        ),
-        Err(_) => Check::not_ok(
-            NAME,
-            Status::Warn,
-            "not on PATH",
-            "only the smolmachines backend needs it; install smolvm to use `--backend smolmachines`",
+            why,
+            format!(
+                "only the smolmachines backend needs it: install smolvm {} or later (README), or point `{}` at it",
+                version::MIN_LAUNCH,
+                smolmachines::SMOLVM_VAR
+            ),
         ),
     }
 }

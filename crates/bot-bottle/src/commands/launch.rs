@@ -115,6 +115,7 @@ pub fn run(
     let backend: &dyn Backend = match plan.backend {
         BackendKind::Smolmachines => {
             smol = SmolBackend::connect(rt.clone(), ctx.home.states_dir()).map_err(super::backend_error)?;
+            smol.ensure_launchable().map_err(super::backend_error)?;
             &smol
         }
         _ => &docker,

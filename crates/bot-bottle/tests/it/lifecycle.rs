@@ -39,7 +39,7 @@ impl Home {
     /// `bot-bottle --home <home> ARGS…` with the engine and image cache of this machine.
     pub fn cmd(&self) -> assert_cmd::Command {
         let mut cmd = bot_bottle();
-        for var in ["HOME", "DOCKER_HOST", "XDG_CACHE_HOME", "BOT_BOTTLE_DEBIAN_MIRROR"] {
+        for var in ["HOME", "DOCKER_HOST", "XDG_CACHE_HOME", "BOT_BOTTLE_DEBIAN_MIRROR", "BOT_BOTTLE_SMOLVM"] {
             if let Some(v) = std::env::var_os(var) {
                 cmd.env(var, v);
             }
@@ -52,7 +52,7 @@ impl Home {
     pub fn spawnable(&self) -> Command {
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("bot-bottle"));
         cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("NO_COLOR", "1");
-        for var in ["HOME", "DOCKER_HOST", "XDG_CACHE_HOME", "BOT_BOTTLE_DEBIAN_MIRROR"] {
+        for var in ["HOME", "DOCKER_HOST", "XDG_CACHE_HOME", "BOT_BOTTLE_DEBIAN_MIRROR", "BOT_BOTTLE_SMOLVM"] {
             if let Some(v) = std::env::var_os(var) {
                 cmd.env(var, v);
             }

@@ -158,3 +158,71 @@ fn the_dry_run_shows_the_full_smolvm_plan() {
     // Nothing was created.
     assert!(!home.path().join("state/smol-plan").exists());
 }
+
+/// A stand-in `smolvm` that only prints a version: the real one cannot be installed on this
+/// machine, and version detection and the refusal need nothing more than `--version`.
+fn fake_smolvm(dir: &std::path::Path, version: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join("smolvm");
+    std::fs::write(&path, format!("#!/bin/sh\n[ \"$1\" = --version ] && echo 'smolvm {version}' && exit 0\necho \"Error: this stand-in only knows --version\" >&2\nexit 1\n")).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+/// `doctor` names the installed version and calls the ones whose `--from` drops the allow-list
+/// unsafe; a launch on such a version is refused before anything is built or created.
+#[test]
+fn known_bad_versions_are_reported_and_refused() {
+    let tools = tempfile::tempdir().expect("tools");
+    let old = fake_smolvm(tools.path(), "0.8.0");
+    let home = crate::lifecycle::Home::new();
+    let doctor =
+        home.cmd().env("BOT_BOTTLE_SMOLVM", &old).args(["doctor", "--format", "json"]).output().expect("doctor");
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).expect("json");
+    let check = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "smolvm")
+        .expect("smolvm check")
+        .clone();
+    assert_eq!(check["status"], "warn", "{check}");
+    let detail = check["detail"].as_str().expect("detail");
+    assert!(detail.contains("0.8.0") && detail.contains("unsafe") && detail.contains("--allow-cidr"), "{detail}");
+
+    let start = home
+        .cmd()
+        .env("BOT_BOTTLE_SMOLVM", &old)
+        .args(["start", "demo", "--backend", "smolmachines", "--label", "smol-old", "--detach", "--yes"])
+        .output()
+        .expect("start");
+    let stderr = String::from_utf8_lossy(&start.stderr);
+    assert!(!start.status.success(), "{stderr}");
+    assert!(stderr.contains("smolvm 0.8.0 cannot run bottles safely") && stderr.contains("1.8.0"), "{stderr}");
+    assert!(!home.path().join("state/smol-old").exists(), "nothing was created");
+    let networks = std::process::Command::new("docker")
+        .args(["network", "ls", "-q", "--filter", "name=bot-bottle-net-smol-old"])
+        .output();
+    if let Ok(out) = networks {
+        assert!(out.stdout.is_empty(), "no bundle network: {}", String::from_utf8_lossy(&out.stdout));
+    }
+
+    let newer = tempfile::tempdir().expect("tools");
+    let good = fake_smolvm(newer.path(), "1.9.3");
+    let doctor =
+        home.cmd().env("BOT_BOTTLE_SMOLVM", &good).args(["doctor", "--format", "json"]).output().expect("doctor");
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).expect("json");
+    let check =
+        report["checks"].as_array().expect("checks").iter().find(|c| c["name"] == "smolvm").expect("check").clone();
+    assert_eq!(check["status"], "pass", "{check}");
+    // The dry run plans for the version it found.
+    let plan = home
+        .cmd()
+        .env("BOT_BOTTLE_SMOLVM", &good)
+        .args(["start", "demo", "--backend", "smolmachines", "--dry-run", "--format", "json"])
+        .output()
+        .expect("plan");
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("json");
+    assert_eq!(plan["smolmachines"]["smolvm"]["detected"], true);
+    assert_eq!(plan["smolmachines"]["smolvm"]["version"], "1.9.3");
+}

@@ -800,6 +800,16 @@ impl SmolBackend {
         self.driver.as_ref().map(|d| &d.cli).map_err(|why| Error::SmolvmMissing { why: why.clone() })
     }
 
+    /// The installed smolvm if bottles may launch on it: present, and not a version whose
+    /// allow-list can be dropped. Checked before anything is built or created.
+    pub fn ensure_launchable(&self) -> Result<&SmolvmCli, Error> {
+        let cli = self.smolvm()?;
+        if !cli.version.can_launch() {
+            return Err(Error::SmolvmUnsafe { version: cli.version.to_string(), why: cli::FROM_DROPS_EGRESS.into() });
+        }
+        Ok(cli)
+    }
+
     fn driver(&self) -> Result<&Driver, Error> {
         self.driver.as_ref().map_err(|why| Error::SmolvmMissing { why: why.clone() })
     }
@@ -881,10 +891,7 @@ impl Backend for SmolBackend {
     }
 
     fn prepare(&self, _plan: &LaunchPlan, agent_image: &str) -> Result<Preflight, Error> {
-        let cli = self.smolvm()?;
-        if !cli.version.can_launch() {
-            return Err(Error::SmolvmUnsafe { version: cli.version.to_string(), why: cli::FROM_DROPS_EGRESS.into() });
-        }
+        let cli = self.ensure_launchable()?;
         let kvm = Path::new("/dev/kvm");
         if std::fs::OpenOptions::new().read(true).write(true).open(kvm).is_err() {
             return Err(Error::Launch {
