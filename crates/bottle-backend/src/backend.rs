@@ -150,8 +150,9 @@ pub trait Bottle: Send {
     }
 
     /// Extra arguments for the `selftest` run inside this bottle (where its proxy is, which of its
-    /// addresses must not answer), beyond the defaults every bottle gets.
-    fn selftest_args(&self) -> Vec<String> {
+    /// addresses must not answer), beyond the defaults every bottle gets. `canary_port` is where the
+    /// host listens on all its addresses while the probes run; the probes try its loopback already.
+    fn selftest_args(&self, _canary_port: u16) -> Vec<String> {
         Vec::new()
     }
 

@@ -265,10 +265,13 @@ pub fn run_probes(opts: &ProbeOptions) -> SelfTestReport {
 /// While it runs, a canary listens on the host's loopback: the probes try it, so a bottle whose
 /// `127.0.0.1` is the host's (a VM's socket impersonation) fails instead of passing.
 pub fn run_in(bottle: &dyn Bottle) -> Result<SelfTestReport, Error> {
-    let canary = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).ok();
-    let mut args = bottle.selftest_args();
-    if let Some(addr) = canary.as_ref().and_then(|c| c.local_addr().ok()) {
-        args.extend(["--tcp".to_owned(), addr.to_string()]);
+    // On every address of the host, so a bottle with a route to the host (a VM's gateway) finds it
+    // too; it accepts and drops, and lives only as long as the probes.
+    let canary = std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).ok();
+    let port = canary.as_ref().and_then(|c| c.local_addr().ok()).map(|a| a.port());
+    let mut args = port.map(|p| bottle.selftest_args(p)).unwrap_or_default();
+    if let Some(port) = port {
+        args.extend(["--tcp".to_owned(), format!("127.0.0.1:{port}")]);
     }
     let report = run_with(bottle.slug().as_str(), &args, |script, user| bottle.exec(script, user));
     drop(canary);

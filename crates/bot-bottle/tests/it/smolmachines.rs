@@ -226,3 +226,121 @@ fn known_bad_versions_are_reported_and_refused() {
     assert_eq!(plan["smolmachines"]["smolvm"]["detected"], true);
     assert_eq!(plan["smolmachines"]["smolvm"]["version"], "1.9.3");
 }
+
+/// `fake-smolvm` (tests/fixtures/scripts): smolvm's CLI played on Docker, because the real one cannot
+/// be installed here. Its "machines" are containers whose allow-list is enforced with iptables.
+fn stand_in() -> std::path::PathBuf {
+    crate::fixtures_dir().join("../scripts/fake-smolvm")
+}
+
+fn docker_lines(args: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new("docker").args(args).output().expect("docker");
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
+}
+
+/// The whole launch path on the stand-in: the real bundle (network on a pinned subnet, sidecar at
+/// its IP), packing and the cache, the machine with its allow-list, provisioning through exec with
+/// tar on stdin, the self-test, then exec/list/doctor/stop — and nothing left afterwards.
+#[test]
+fn stand_in_launch_provisions_passes_the_self_test_and_stops_clean() {
+    let _engine = crate::ENGINE.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let home = crate::lifecycle::Home::new();
+    let machines = tempfile::tempdir().expect("state");
+    let cmd = || {
+        let mut c = home.cmd();
+        c.env("BOT_BOTTLE_SMOLVM", stand_in()).env("FAKE_SMOLVM_STATE", machines.path());
+        c
+    };
+    let start = cmd()
+        .args(["start", "demo", "--backend", "smolmachines", "--label", "smol-e2e", "--detach", "--yes"])
+        .output()
+        .expect("start");
+    // Whatever an assertion does, the bottle (and the stand-in's firewall rules) go.
+    struct Stop<F: Fn()>(F);
+    impl<F: Fn()> Drop for Stop<F> {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    let _stop = Stop(|| {
+        let _ = cmd().args(["stop", "smol-e2e"]).output();
+    });
+    let stderr = String::from_utf8_lossy(&start.stderr).to_string();
+    assert!(start.status.success(), "launch failed:\n{stderr}");
+    assert_eq!(String::from_utf8_lossy(&start.stdout).trim(), "smol-e2e");
+
+    let exec = |script: &str| {
+        let out = cmd().args(["exec", "smol-e2e", "--", "sh", "-c", script]).output().expect("exec");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (code, who) = exec("id -un; echo $HOME; pwd");
+    assert_eq!((code, who.lines().collect::<Vec<_>>()), (Some(0), vec!["node", "/home/node", "/home/node"]));
+    let (_, files) = exec("cat ~/.gitconfig; stat -c '%U %a' ~/.gitconfig /opt/bot-bottle/bot-bottle ~/.mcp.json");
+    assert!(files.contains("Lifecycle Agent"), "{files}");
+    assert!(files.contains("node 644") && files.contains("root 755"), "{files}");
+    let (_, env) = exec("env");
+    let ip = env.lines().find_map(|l| l.strip_prefix("HTTPS_PROXY=http://")).and_then(|p| p.strip_suffix(":9099"));
+    let ip = ip.unwrap_or_else(|| panic!("proxy env: {env}")).to_owned();
+    assert!(ip.starts_with("10.210."), "{ip}");
+    assert!(env.contains("GREETING=hello from the manifest"), "the manifest env reaches every exec: {env}");
+    let (_, mcp) = exec("cat ~/.mcp.json");
+    assert!(mcp.contains(&format!("http://{ip}:9100/mcp")), "{mcp}");
+
+    let list = cmd().args(["list", "--format", "json"]).output().expect("list");
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+    let row = rows.as_array().expect("rows").iter().find(|r| r["slug"] == "smol-e2e").expect("listed").clone();
+    assert_eq!((row["backend"].as_str(), row["status"].as_str()), (Some("smolmachines"), Some("running")), "{row}");
+    assert_eq!(row["services"][0]["address"], format!("{ip}:9099"));
+
+    let doctor = cmd().args(["doctor", "--bottle", "smol-e2e", "--format", "json"]).output().expect("doctor");
+    assert!(doctor.status.success(), "{}", String::from_utf8_lossy(&doctor.stdout));
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(report.contains(&format!("control {ip}:9200")), "{report}");
+    assert!(!report.contains("\"interfaces\""), "a VM's interface probes do not apply: {report}");
+
+    // The supervise plane answers over the state directory's socket.
+    let supervise = cmd().args(["supervise", "--once", "--format", "json"]).output().expect("supervise");
+    assert!(supervise.status.success(), "{}", String::from_utf8_lossy(&supervise.stderr));
+
+    let stop = cmd().args(["stop", "smol-e2e"]).output().expect("stop");
+    assert!(stop.status.success(), "{}", String::from_utf8_lossy(&stop.stderr));
+    assert!(docker_lines(&["ps", "-aq", "--filter", "name=bot-bottle-sidecars-smol-e2e"]).is_empty());
+    assert!(docker_lines(&["network", "ls", "-q", "--filter", "name=bot-bottle-net-smol-e2e"]).is_empty());
+    assert!(!machines.path().join("bot-bottle-smol-e2e").exists(), "the machine is deleted");
+    assert!(
+        !machines.path().read_dir().expect("dir").any(|e| e
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .starts_with("bot-bottle-pack-"))
+    );
+}
+
+/// A smolvm that accepts the allow-list and ignores it (as versions before 1.8 did with `--from`)
+/// is caught by the self-test — the host canary answers through the bundle's gateway — and the
+/// launch removes everything it created.
+#[test]
+fn stand_in_that_ignores_the_allow_list_is_refused_by_the_self_test() {
+    let _engine = crate::ENGINE.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let home = crate::lifecycle::Home::new();
+    let machines = tempfile::tempdir().expect("state");
+    let start = home
+        .cmd()
+        .env("BOT_BOTTLE_SMOLVM", stand_in())
+        .env("FAKE_SMOLVM_STATE", machines.path())
+        .env("FAKE_SMOLVM_OPEN", "1")
+        .args(["start", "demo", "--backend", "smolmachines", "--label", "smol-open", "--detach", "--yes"])
+        .output()
+        .expect("start");
+    let stderr = String::from_utf8_lossy(&start.stderr);
+    assert!(!start.status.success(), "an open network must not launch:\n{stderr}");
+    assert!(stderr.contains("boundary self-test failed"), "{stderr}");
+    assert!(stderr.contains("ESCAPED") || stderr.contains("escaped") || stderr.contains("tcp 10.210."), "{stderr}");
+    assert!(docker_lines(&["ps", "-aq", "--filter", "name=bot-bottle-sidecars-smol-open"]).is_empty(), "sidecar left");
+    assert!(
+        docker_lines(&["network", "ls", "-q", "--filter", "name=bot-bottle-net-smol-open"]).is_empty(),
+        "network left"
+    );
+    assert!(!machines.path().join("bot-bottle-smol-open").exists(), "machine left");
+    assert!(!home.path().join("state/smol-open").exists(), "state left");
+}

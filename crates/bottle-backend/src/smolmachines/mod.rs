@@ -233,6 +233,8 @@ impl Driver {
 #[derive(Debug)]
 pub struct FlowInputs<'a> {
     pub slug: &'a str,
+    /// The agent's name, on the bundle's labels for `list`.
+    pub agent: &'a str,
     pub names: Names,
     pub state_dir: &'a Path,
     pub cache_dir: &'a Path,
@@ -306,7 +308,7 @@ pub fn bring_up(driver: &Driver, flow: &FlowInputs<'_>, steps: &mut Vec<Step>) -
 
     // The sidecar at the pinned IP.
     let mut labels = bundle_labels(slug, "sidecar");
-    labels.push((crate::docker::LABEL_AGENT.to_owned(), String::new()));
+    labels.push((crate::docker::LABEL_AGENT.to_owned(), flow.agent.to_owned()));
     labels.push((crate::docker::LABEL_OWNER.to_owned(), std::process::id().to_string()));
     labels.push((crate::docker::LABEL_DETACHED.to_owned(), if inputs.detached { "1" } else { "0" }.to_owned()));
     let spec = SidecarSpec {
@@ -335,7 +337,23 @@ pub fn bring_up(driver: &Driver, flow: &FlowInputs<'_>, steps: &mut Vec<Step>) -
     // The agent artifact, packed once per image and smolvm version.
     let artifact = Artifact::new(flow.cache_dir, &inputs.agent_image, driver.cli.version);
     if !artifact.smolmachine.is_file() {
-        pack(driver, &artifact, &inputs.agent_image)?;
+        // One packer per artifact: a second launch of the same image waits and then finds it.
+        let lock_path = flow.cache_dir.join(format!("{}.lock", artifact.key));
+        let io = |action| {
+            let path = lock_path.clone();
+            move |source| Error::Io { image: inputs.agent_image.clone(), action, path, source }
+        };
+        std::fs::create_dir_all(flow.cache_dir).map_err(io("create"))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io("open"))?;
+        lock.lock().map_err(io("lock"))?;
+        if !artifact.smolmachine.is_file() {
+            pack(driver, &artifact, &inputs.agent_image)?;
+        }
     }
     cancelled()?;
 
@@ -676,8 +694,13 @@ impl Bottle for SmolBottle {
         Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
     }
 
-    fn selftest_args(&self) -> Vec<String> {
-        probe_args(&self.address)
+    fn selftest_args(&self, canary_port: u16) -> Vec<String> {
+        let mut args = probe_args(&self.address);
+        // The host's canary, through the bundle's gateway and the virtio-net gateway.
+        for host in [self.address.gateway.as_str(), "100.96.0.1"] {
+            args.extend(["--tcp".to_owned(), format!("{host}:{canary_port}")]);
+        }
+        args
     }
 
     fn close(mut self: Box<Self>) -> Result<(), Error> {
@@ -833,6 +856,7 @@ impl SmolBackend {
             match r.kind {
                 BundleKind::Container => {
                     entry.sidecar_running = Some(r.running);
+                    entry.agent = r.agent.filter(|a| !a.is_empty());
                     entry.created = r.created;
                     entry.steps.push(Step::Container(r.name));
                 }
@@ -861,6 +885,7 @@ struct Inventory {
     created: Option<i64>,
     owner: Option<u32>,
     detached: bool,
+    agent: Option<String>,
     /// Teardown order is the reverse: machine, container, network.
     steps: Vec<Step>,
 }
@@ -954,6 +979,7 @@ impl Backend for SmolBackend {
         let guest_env = inputs.agent_env.clone();
         let flow = FlowInputs {
             slug,
+            agent: &plan.agent.name,
             names: names.clone(),
             state_dir: &plan.state_dir,
             cache_dir: &self.cache,
@@ -1007,7 +1033,7 @@ impl Backend for SmolBackend {
                     .created
                     .and_then(|s| u64::try_from(s).ok())
                     .map_or(SystemTime::UNIX_EPOCH, |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
-                agent: None,
+                agent: inv.agent,
                 slug,
             })
             .collect())

@@ -124,6 +124,7 @@ fn launch(w: &World) -> Result<(), Error> {
         let address = allocate(&w.driver, "demo", &names.network, &cache, &[])?;
         let flow = FlowInputs {
             slug: "demo",
+            agent: "demo-agent",
             names: names.clone(),
             state_dir: &state,
             cache_dir: &cache,
@@ -263,6 +264,7 @@ fn a_cancelled_launch_unwinds() {
     let mut steps = Vec::new();
     let flow = FlowInputs {
         slug: "demo",
+        agent: "demo-agent",
         names,
         state_dir: &state,
         cache_dir: &cache,
