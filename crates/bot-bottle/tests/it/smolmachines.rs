@@ -1,6 +1,7 @@
 //! The smolmachines backend from the outside: the pty size bridge on real local ptys, the dry-run
 //! plan, and — where a real `smolvm` is installed — the full launch with the escape probes.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
@@ -161,7 +162,7 @@ fn the_dry_run_shows_the_full_smolvm_plan() {
 
 /// A stand-in `smolvm` that only prints a version: the real one cannot be installed on this
 /// machine, and version detection and the refusal need nothing more than `--version`.
-fn fake_smolvm(dir: &std::path::Path, version: &str) -> std::path::PathBuf {
+fn fake_smolvm(dir: &Path, version: &str) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt as _;
     let path = dir.join("smolvm");
     std::fs::write(&path, format!("#!/bin/sh\n[ \"$1\" = --version ] && echo 'smolvm {version}' && exit 0\necho \"Error: this stand-in only knows --version\" >&2\nexit 1\n")).expect("write");
@@ -343,4 +344,129 @@ fn stand_in_that_ignores_the_allow_list_is_refused_by_the_self_test() {
     );
     assert!(!machines.path().join("bot-bottle-smol-open").exists(), "machine left");
     assert!(!home.path().join("state/smol-open").exists(), "state left");
+}
+
+/// What a dead bottle leaves (its sidecar gone, its machine still up) is listed as degraded and
+/// removed by `cleanup`: machine, sidecar container, network.
+#[test]
+fn stand_in_leftovers_are_cleaned_up() {
+    let _engine = crate::ENGINE.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let home = crate::lifecycle::Home::new();
+    let machines = tempfile::tempdir().expect("state");
+    let cmd = || {
+        let mut c = home.cmd();
+        c.env("BOT_BOTTLE_SMOLVM", stand_in()).env("FAKE_SMOLVM_STATE", machines.path());
+        c
+    };
+    let start = cmd()
+        .args(["start", "demo", "--backend", "smolmachines", "--label", "smol-dead", "--detach", "--yes"])
+        .output()
+        .expect("start");
+    assert!(start.status.success(), "{}", String::from_utf8_lossy(&start.stderr));
+    docker_lines(&["rm", "-f", "bot-bottle-sidecars-smol-dead"]);
+    let list = cmd().args(["list", "--format", "json"]).output().expect("list");
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+    let row = rows.as_array().expect("rows").iter().find(|r| r["slug"] == "smol-dead").expect("listed").clone();
+    assert_eq!(row["status"], "degraded", "{row}");
+    let preview = cmd().args(["cleanup", "-n"]).output().expect("cleanup -n");
+    let preview = String::from_utf8_lossy(&preview.stdout).to_string();
+    assert!(
+        preview.contains("machine bot-bottle-smol-dead") && preview.contains("network bot-bottle-net-smol-dead"),
+        "{preview}"
+    );
+    let cleanup = cmd().args(["cleanup", "--yes"]).output().expect("cleanup");
+    assert!(cleanup.status.success(), "{}", String::from_utf8_lossy(&cleanup.stderr));
+    assert!(!machines.path().join("bot-bottle-smol-dead").exists(), "machine left");
+    assert!(
+        docker_lines(&["network", "ls", "-q", "--filter", "name=bot-bottle-net-smol-dead"]).is_empty(),
+        "network left"
+    );
+    let list = cmd().args(["list", "--format", "json"]).output().expect("list");
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("smol-dead"), "still listed");
+}
+
+/// `attach` on a terminal goes through the pty bridge into an interactive exec as the agent: the
+/// shell answers, and its terminal has this terminal's size, also after a resize.
+#[test]
+fn stand_in_attach_runs_the_agent_on_a_terminal_of_this_size() {
+    let _engine = crate::ENGINE.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let home = crate::lifecycle::Home::new();
+    let machines = tempfile::tempdir().expect("state");
+    let start = home
+        .cmd()
+        .env("BOT_BOTTLE_SMOLVM", stand_in())
+        .env("FAKE_SMOLVM_STATE", machines.path())
+        .args(["start", "demo", "--backend", "smolmachines", "--label", "smol-tty", "--detach", "--yes"])
+        .output()
+        .expect("start");
+    struct Stop<'a>(&'a crate::lifecycle::Home, &'a Path);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = self
+                .0
+                .cmd()
+                .env("BOT_BOTTLE_SMOLVM", stand_in())
+                .env("FAKE_SMOLVM_STATE", self.1)
+                .args(["stop", "smol-tty"])
+                .output();
+        }
+    }
+    let _stop = Stop(&home, machines.path());
+    assert!(start.status.success(), "{}", String::from_utf8_lossy(&start.stderr));
+
+    let size = |rows, cols| PtySize { rows, cols, pixel_width: 0, pixel_height: 0 };
+    let pty = native_pty_system().openpty(size(33, 101)).expect("pty");
+    let mut cmd = CommandBuilder::new(assert_cmd::cargo::cargo_bin("bot-bottle"));
+    cmd.env_clear();
+    for (k, v) in [
+        ("PATH", std::env::var_os("PATH").unwrap_or_default()),
+        ("HOME", std::env::var_os("HOME").unwrap_or_default()),
+        ("TERM", "xterm".into()),
+        ("NO_COLOR", "1".into()),
+        ("BOT_BOTTLE_SMOLVM", stand_in().into_os_string()),
+        ("FAKE_SMOLVM_STATE", machines.path().as_os_str().to_owned()),
+    ] {
+        cmd.env(k, v);
+    }
+    cmd.arg("--home");
+    cmd.arg(home.path());
+    cmd.args(["attach", "smol-tty"]);
+    let mut child = pty.slave.spawn_command(cmd).expect("attach");
+    drop(pty.slave);
+    let mut reader = pty.master.try_clone_reader().expect("reader");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().expect("lock").push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let mut writer = pty.master.take_writer().expect("writer");
+    let mut say = |line: &str| {
+        std::io::Write::write_all(&mut writer, line.as_bytes()).expect("write");
+        std::io::Write::flush(&mut writer).expect("flush");
+    };
+    let has = |needle: &str| seen.lock().expect("lock").contains(needle);
+    std::thread::sleep(Duration::from_millis(1500));
+    say("echo who=$(id -un)\r");
+    wait_for("the agent's shell", Duration::from_secs(20), || has("who=node"));
+    say("echo size=$(stty size | tr ' ' x)\r");
+    wait_for("the terminal size", Duration::from_secs(10), || has("size=33x101"));
+    pty.master.resize(size(40, 120)).expect("resize");
+    std::thread::sleep(Duration::from_millis(1500));
+    say("echo size=$(stty size | tr ' ' x)\r");
+    wait_for("the resized terminal", Duration::from_secs(10), || has("size=40x120"));
+    say("exit\r");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "attach did not end after exit:\n{}", seen.lock().expect("lock"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
