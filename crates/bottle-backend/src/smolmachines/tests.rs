@@ -431,3 +431,23 @@ impl From<serde_json::Value> for PlanStub {
         Self { slug: v["slug"].as_str().unwrap().into(), state_dir: v["state_dir"].as_str().unwrap().into() }
     }
 }
+
+/// Whatever form the provider renders — interactive, a prompt flag before its value, a prompt as
+/// the last word — reaches the guest verbatim and in order, after the user switch and workdir.
+#[test]
+fn prompt_modes_keep_the_providers_order() {
+    let w = world((1, 9, 0), None);
+    let h = handle(&w);
+    for argv in [
+        vec!["claude", "--dangerously-skip-permissions"],
+        vec!["claude", "-p", "fix the build", "--output-format", "json"],
+        vec!["codex", "exec", "--full-auto", "fix the build"],
+        vec!["pi", "--print", "fix the build"],
+    ] {
+        let argv: Vec<String> = argv.into_iter().map(str::to_owned).collect();
+        let full = h.agent_argv(&argv, false);
+        assert_eq!(full[full.len() - argv.len()..], argv[..], "{full:?}");
+        let marker = full.iter().position(|a| a == "bot-bottle-agent").unwrap();
+        assert_eq!(marker, full.len() - argv.len() - 1, "nothing between the workdir wrapper and the agent");
+    }
+}
