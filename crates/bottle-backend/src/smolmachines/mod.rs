@@ -696,6 +696,9 @@ impl Bottle for SmolBottle {
 
     fn selftest_args(&self, canary_port: u16) -> Vec<String> {
         let mut args = probe_args(&self.address);
+        for server in host_resolvers() {
+            args.extend(["--dns".to_owned(), format!("{server}:53"), "--tcp".to_owned(), format!("{server}:53")]);
+        }
         // The host's canary, through the bundle's gateway and the virtio-net gateway.
         for host in [self.address.gateway.as_str(), "100.96.0.1"] {
             args.extend(["--tcp".to_owned(), format!("{host}:{canary_port}")]);
@@ -719,8 +722,9 @@ impl Bottle for SmolBottle {
 
 /// What the probes inside a VM try beyond the common set: the proxy and every service at the
 /// bundle's IP (the proxy must answer, the control port must not), the bundle's gateway (the host),
-/// the virtio-net gateway, the DNS servers smolvm may add to an allow-list on its own, and SSH on the
-/// sidecar's IP. A VM has an interface and a route by design, so those probes do not apply; its
+/// the virtio-net gateway, the public DNS server smolvm may add to an allow-list on its own, and SSH
+/// on the sidecar's IP. At launch the handle adds the host's resolvers (the other DNS allowance
+/// smolvm may add) and the host canary. A VM has an interface and a route by design, so those probes do not apply; its
 /// boundary is the allow-list, which these connections test.
 pub fn probe_args(address: &BundleAddress) -> Vec<String> {
     let mut args = vec![
@@ -738,11 +742,7 @@ pub fn probe_args(address: &BundleAddress) -> Vec<String> {
         "1.1.1.1:53".to_owned(),
         "8.8.8.8:443".to_owned(),
     ];
-    let mut dns = vec!["1.1.1.1:53".to_owned()];
-    for server in host_resolvers() {
-        dns.push(format!("{server}:53"));
-        tcp.push(format!("{server}:53"));
-    }
+    let dns = vec!["1.1.1.1:53".to_owned()];
     for t in tcp {
         args.extend(["--tcp".into(), t]);
     }
@@ -1147,7 +1147,7 @@ fn dry_run_parts(
     commands.push(serde_json::json!({"step": "copy the probes binary", "argv": cli.exec(&names.machine, ExecMode { interactive: true, tty: false }, &env, &guest_command(GuestUser::Root, &env, None, &sh("tar -x -p --same-owner --no-overwrite-dir -C / -f -")))}));
     let mut selftest = vec![GUEST_BINARY.to_owned(), "selftest".into(), "--format".into(), "json".into()];
     selftest.extend(probe_args(&address));
-    commands.push(serde_json::json!({"step": "boundary self-test", "argv": cli.exec(&names.machine, ExecMode::default(), &env, &guest_command(GuestUser::Agent, &env, Some(GUEST_HOME), &selftest))}));
+    commands.push(serde_json::json!({"step": "boundary self-test", "note": "at launch also: --dns and --tcp to the host's resolvers, --tcp to the host's canary port", "argv": cli.exec(&names.machine, ExecMode::default(), &env, &guest_command(GuestUser::Agent, &env, Some(GUEST_HOME), &selftest))}));
     if !agent_command.is_empty() {
         let guest = guest_command(GuestUser::Agent, &env, Some(GUEST_HOME), agent_command);
         commands.push(serde_json::json!({"step": "agent", "argv": cli.exec(&names.machine, ExecMode { interactive: true, tty: true }, &env, &guest)}));
