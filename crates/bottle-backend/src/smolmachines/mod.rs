@@ -734,7 +734,7 @@ pub fn probe_args(address: &BundleAddress) -> Vec<String> {
         "--control".into(),
         format!("{}:{}", address.sidecar, bottle_core::plan::CONTROL_PORT),
     ];
-    let mut tcp = vec![
+    let tcp = vec![
         format!("{}:22", address.sidecar),
         format!("{}:22", address.gateway),
         format!("{}:80", address.gateway),
