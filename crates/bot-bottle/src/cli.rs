@@ -46,6 +46,8 @@ pub enum Command {
     Exec(ExecArgs),
     /// Run the agent interactively in a running bottle
     Attach(AttachArgs),
+    /// Copy a file or directory out of a running bottle
+    Cp(CpArgs),
     /// Stop a bottle and remove its containers, network and volume
     Stop(StopArgs),
     /// Remove what dead bottles left behind (containers, networks, state)
@@ -199,6 +201,20 @@ pub struct ExecArgs {
 pub struct AttachArgs {
     /// The bottle's slug (see `bot-bottle list`)
     pub slug: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// What to copy: the bottle's slug and a path inside it (relative paths start at the agent's
+    /// working directory)
+    #[arg(value_name = "SLUG:PATH")]
+    pub source: String,
+    /// Where to put it on this machine; into it, when it is a directory that exists
+    #[arg(value_name = "DEST")]
+    pub dest: PathBuf,
+    /// Replace DEST when it exists (it is replaced only after the copy succeeded)
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

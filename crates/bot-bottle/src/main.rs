@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Command::List(args) => commands::bottles::list(&cli.global, &args, &printer),
         Command::Exec(args) => commands::bottles::exec(&cli.global, &args, &printer),
         Command::Attach(args) => commands::bottles::attach(&cli.global, &args, &printer),
+        Command::Cp(args) => commands::cp::run(&cli.global, &args, &printer),
         Command::Stop(args) => commands::bottles::stop(&cli.global, &args, &printer),
         Command::Cleanup(args) => commands::bottles::cleanup(&cli.global, &args, &printer),
         Command::Supervise(args) => commands::supervise::run(&cli.global, &args, &printer),

@@ -168,6 +168,13 @@ pub trait Bottle: Send {
     /// Copies the host file or directory `host` to `dest` inside the bottle, owned by `owner`.
     fn cp_in(&self, host: &Path, dest: &Path, owner: ExecUser) -> Result<(), Error>;
 
+    /// Copies the file or directory `guest` inside the bottle to `host`, which must not exist yet
+    /// (its parent must). What comes out is untrusted: entries that would land outside `host`
+    /// (absolute paths, `..`, symbolic links pointing out of the copied tree), devices and FIFOs
+    /// are refused, special mode bits dropped, and everything is owned by the calling user.
+    /// A refused copy leaves nothing at `host`.
+    fn cp_out(&self, guest: &Path, host: &Path) -> Result<(), Error>;
+
     /// Writes `contents` to the file `dest` inside the bottle with `mode`, owned by `owner`; parent
     /// directories are created as `owner`.
     fn put_file(&self, dest: &Path, contents: &[u8], mode: u32, owner: ExecUser) -> Result<(), Error>;

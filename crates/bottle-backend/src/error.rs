@@ -69,6 +69,9 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Copying a path out of a bottle failed or was refused; nothing was left at `host`.
+    #[error("bottle `{slug}`: cannot copy `{}` to `{}`: {reason}", guest.display(), host.display())]
+    CopyOut { slug: String, guest: PathBuf, host: PathBuf, reason: String },
     /// Resources of a bottle with this slug already exist on the engine.
     #[error("a bottle `{slug}` already exists on the engine ({resources})")]
     SlugInUse { slug: String, resources: String },
@@ -136,6 +139,10 @@ impl Error {
             Self::Launch { .. } => {
                 "`docker info` shows the engine's state; `bot-bottle cleanup` removes anything left behind".into()
             }
+            Self::CopyOut { slug, .. } => format!(
+                "`bot-bottle exec {slug} -- ls -la <path>` shows what is there; the destination must not exist \
+                 and its directory must be writable"
+            ),
             Self::SlugInUse { slug, .. } => {
                 format!("pick another `--label`, or remove it with `bot-bottle stop {slug}`")
             }

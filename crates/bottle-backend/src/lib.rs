@@ -6,11 +6,13 @@
 //! sidecar images from a Dockerfile or offline from a Debian rootfs. [`relay`] is what runs inside a
 //! `network=none` agent to reach the sidecar's unix sockets; [`docker`] launches a bottle on the engine.
 //! [`selftest`] holds the boundary probes run inside every bottle before its agent starts, and the
-//! host side that runs them and refuses a bottle any probe got out of.
+//! host side that runs them and refuses a bottle any probe got out of. [`archive`] unpacks what a
+//! bottle hands back to the host (`cp` out of it) without trusting any entry.
 //!
 //! This crate never depends on the sidecar services (egress, git-gate, supervise); they meet in the
 //! binary.
 
+pub mod archive;
 pub mod backend;
 pub mod docker;
 pub mod engine;

@@ -216,6 +216,10 @@ pub struct Metadata {
     /// The provider's resume form of it, when it has one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resume_command: Vec<String>,
+    /// The agent's working directory in the bottle when it is not its home (`start --cwd`'s
+    /// workspace); relative paths of `cp` start there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
 }
 
 impl BottleState {

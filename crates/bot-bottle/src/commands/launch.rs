@@ -506,6 +506,7 @@ impl Launch<'_> {
             runtime: runtime.clone(),
             command: commands.0,
             resume_command: commands.1,
+            workdir: None,
         })?;
         std::fs::write(&plan.agent.prompt.host_path, &agent.prompt)
             .with_context(|| format!("cannot write `{}`", plan.agent.prompt.host_path.display()))?;

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod bottles;
 pub mod completions;
+pub mod cp;
 pub mod doctor;
 pub mod image;
 pub mod info;

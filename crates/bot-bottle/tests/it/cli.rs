@@ -69,6 +69,7 @@ fn help_lists_only_working_commands() {
             "list",
             "exec",
             "attach",
+            "cp",
             "stop",
             "cleanup",
             "supervise",

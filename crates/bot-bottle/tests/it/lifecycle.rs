@@ -101,7 +101,7 @@ pub fn leftovers(slug: &str) -> Vec<String> {
 }
 
 /// Stops `slug` when dropped, so a failed assertion does not leak a running bottle.
-struct Stopper<'a>(&'a Home, &'a str);
+pub struct Stopper<'a>(pub &'a Home, pub &'a str);
 
 impl Drop for Stopper<'_> {
     fn drop(&mut self) {
@@ -109,7 +109,7 @@ impl Drop for Stopper<'_> {
     }
 }
 
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     format!("{prefix}-{}-{}", std::process::id(), nanos % 100_000)
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the `bot-bottle` binary: one test binary, one module per area.
 
 mod cli;
+mod copy;
 mod escape;
 mod fixtures;
 mod gitgate;

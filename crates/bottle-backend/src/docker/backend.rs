@@ -604,6 +604,41 @@ impl Bottle for DockerHandle {
         self.upload(&parent, archive, owner)
     }
 
+    fn cp_out(&self, guest: &Path, host: &Path) -> Result<(), Error> {
+        let fail = |reason: String| Error::CopyOut {
+            slug: self.bottle.slug.clone(),
+            guest: guest.to_owned(),
+            host: host.to_owned(),
+            reason,
+        };
+        if !guest.is_absolute() {
+            return Err(fail("the path in the bottle must be absolute".into()));
+        }
+        // The archive is spooled to an unnamed temporary file: a large tree never sits in memory,
+        // and nothing is unpacked before the engine has sent all of it.
+        let mut spool = tempfile::tempfile().map_err(|e| fail(format!("cannot create a temporary file: {e}")))?;
+        self.rt.block_on(async {
+            use std::io::Write as _;
+            let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::new()
+                .path(&guest.to_string_lossy())
+                .build();
+            let mut stream =
+                self.bottle.engine.docker().download_from_container(&self.bottle.resources.agent, Some(options));
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| match e {
+                    bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => {
+                        fail("no such file or directory in the bottle".into())
+                    }
+                    other => fail(other.to_string()),
+                })?;
+                spool.write_all(&chunk).map_err(|e| fail(format!("cannot spool the archive: {e}")))?;
+            }
+            Ok::<(), Error>(())
+        })?;
+        std::io::Seek::rewind(&mut spool).map_err(|e| fail(e.to_string()))?;
+        crate::archive::unpack_to(std::io::BufReader::new(spool), host).map_err(|e| fail(e.to_string()))
+    }
+
     fn put_file(&self, dest: &Path, contents: &[u8], mode: u32, owner: ExecUser) -> Result<(), Error> {
         let (parent, name) = split_dest(&self.bottle.slug, dest)?;
         let (uid, gid) = ids(owner);

@@ -645,6 +645,34 @@ impl Bottle for SmolBottle {
         self.untar(&archive, &format!("`{}`", host.display()))
     }
 
+    fn cp_out(&self, guest: &Path, host: &Path) -> Result<(), Error> {
+        let fail = |reason: String| Error::CopyOut {
+            slug: self.slug.to_string(),
+            guest: guest.to_owned(),
+            host: host.to_owned(),
+            reason,
+        };
+        let (Some(parent), Some(name)) = (guest.parent().filter(|_| guest.is_absolute()), guest.file_name()) else {
+            return Err(fail("the path in the bottle must be absolute, with a file name".into()));
+        };
+        let script = format!(
+            "tar -c -C {} -f - -- {}",
+            crate::docker::sh_quote(&parent.display().to_string()),
+            crate::docker::sh_quote(&name.to_string_lossy())
+        );
+        let out = self.run_script(&script, ExecUser::Root, None)?;
+        if out.code != 0 {
+            return Err(fail(out.stderr_tail(3)));
+        }
+        if out.truncated {
+            return Err(fail(format!(
+                "it is larger than {} MiB, the most one exec in a machine returns",
+                runner::OUTPUT_CAP >> 20
+            )));
+        }
+        crate::archive::unpack_to(out.stdout.as_slice(), host).map_err(|e| fail(e.to_string()))
+    }
+
     fn put_file(&self, dest: &Path, contents: &[u8], mode: u32, owner: ExecUser) -> Result<(), Error> {
         if let Some(parent) = dest.parent() {
             self.mkdir_as(parent, owner)?;
