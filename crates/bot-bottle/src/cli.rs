@@ -162,6 +162,10 @@ pub struct StartArgs {
     /// Colour for the label (an ANSI name such as `cyan` or `bright-magenta`)
     #[arg(long)]
     pub color: Option<String>,
+    /// Copy the current directory (with its `.git`) into the bottle at /home/node/workspace and
+    /// start the agent there; the bottle's changes stay in the bottle (`cp` copies them out)
+    #[arg(long)]
+    pub cwd: bool,
     /// Print the plan and create nothing
     #[arg(long)]
     pub dry_run: bool,

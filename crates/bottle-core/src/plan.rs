@@ -31,6 +31,8 @@ pub const CONTROL_PORT: u16 = 9200;
 
 /// The agent's home inside every bottle.
 pub const GUEST_HOME: &str = "/home/node";
+/// Where `start --cwd` copies the working directory, and where the agent then starts.
+pub const GUEST_WORKSPACE: &str = "/home/node/workspace";
 /// Where the bottle CA is installed in the agent.
 pub const GUEST_CA_PATH: &str = "/usr/local/share/ca-certificates/bot-bottle-ca.crt";
 /// Where the system prompt is written in the agent.
@@ -93,6 +95,21 @@ pub struct LaunchPlan {
     pub headless: Option<HeadlessPlan>,
     /// Things that will stop a real launch but not a dry run (e.g. an unset token variable).
     pub warnings: Vec<String>,
+    /// `start --cwd`: the host directory copied in as the agent's working directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspacePlan>,
+}
+
+/// A host directory copied (never mounted) into the bottle; measured by the CLI, which alone
+/// reads the host's files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkspacePlan {
+    pub source: PathBuf,
+    pub dest: String,
+    /// Regular files, directories and symbolic links copied.
+    pub entries: u64,
+    /// The regular files' bytes.
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -648,6 +665,7 @@ pub fn resolve(input: PlanInput<'_>) -> Result<LaunchPlan, Diagnostic> {
         headless: options.headless_prompt.as_ref().map(|p| HeadlessPlan { prompt_bytes: p.len() }),
         warnings,
         slug,
+        workspace: None,
     })
 }
 

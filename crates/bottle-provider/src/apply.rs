@@ -34,7 +34,7 @@ pub const CODEX_SLOT: &str = "CODEX_ACCESS_TOKEN";
 pub fn vars(provider: &Provider, plan: &LaunchPlan) -> Vars {
     Vars {
         home: GUEST_HOME.to_owned(),
-        workdir: GUEST_HOME.to_owned(),
+        workdir: plan.workspace.as_ref().map_or_else(|| GUEST_HOME.to_owned(), |w| w.dest.clone()),
         slug: plan.slug.to_string(),
         label: plan.label.as_ref().map_or_else(|| plan.slug.to_string(), ToString::to_string),
         color: plan.color.map(|c| c.to_string()).unwrap_or_default(),

@@ -506,7 +506,7 @@ impl Launch<'_> {
             runtime: runtime.clone(),
             command: commands.0,
             resume_command: commands.1,
-            workdir: None,
+            workdir: plan.workspace.as_ref().map(|w| w.dest.clone()),
         })?;
         std::fs::write(&plan.agent.prompt.host_path, &agent.prompt)
             .with_context(|| format!("cannot write `{}`", plan.agent.prompt.host_path.display()))?;
@@ -580,7 +580,8 @@ impl Launch<'_> {
 
         check()?;
         step(&format!(
-            "provisioning: CA trust, prompt, skills, git identity, {} configuration",
+            "provisioning: CA trust, prompt, skills, {}git identity, {} configuration",
+            if plan.workspace.is_some() { "workspace, " } else { "" },
             plan.provider.template
         ));
         let mut extra = rendered.files;
@@ -695,6 +696,10 @@ fn provision(
     }
     for skill in &plan.agent.skills {
         handle.cp_in(&skill.source, &PathBuf::from(&skill.dest), ExecUser::Agent).map_err(super::backend_error)?;
+    }
+    // A copy, never a mount: what the agent does to it (hooks included) stays in the bottle.
+    if let Some(w) = &plan.workspace {
+        handle.cp_in(&w.source, &PathBuf::from(&w.dest), ExecUser::Agent).map_err(super::backend_error)?;
     }
     if !mcp_command.is_empty() {
         let script = mcp_command.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");

@@ -15,6 +15,7 @@ pub mod selftest;
 pub mod sidecar;
 pub mod start;
 pub mod supervise;
+pub mod workspace;
 
 use bottle_core::spec::{AgentSpec, Sourced};
 use bottle_manifest::{Catalog, ResolvedBottles};

@@ -22,11 +22,11 @@ const SEED_VAR: &str = "BOT_BOTTLE_SLUG_SEED";
 pub fn run(global: &GlobalArgs, args: &StartArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let ctx = context(global)?;
     let (plan, agent, provider) = resolve_plan(&ctx, args)?;
-    if !args.dry_run {
-        return super::launch::run(&ctx, args, &plan, &agent, &provider, printer);
-    }
     for w in &plan.warnings {
         printer.warn(w);
+    }
+    if !args.dry_run {
+        return super::launch::run(&ctx, args, &plan, &agent, &provider, printer);
     }
     match args.format {
         Format::Json if plan.backend == BackendKind::Smolmachines => {
@@ -84,6 +84,11 @@ pub fn resolve_plan(
         options: &options,
         host: &host,
     })?;
+    if args.cwd {
+        let (workspace, warnings) = super::workspace::plan(&ctx.cwd, ctx.home.root())?;
+        plan.workspace = Some(workspace);
+        plan.warnings.extend(warnings);
+    }
     let provider = super::provider::load_and_apply(&mut plan, &host.bot_home, &host.user_home, host.env_set)?;
     Ok((plan, agent, provider))
 }
@@ -105,6 +110,14 @@ pub fn render(plan: &LaunchPlan, printer: &Printer, dry_run: bool) -> String {
     let skills: Vec<&str> = plan.agent.skills.iter().map(|k| k.name.as_str()).collect();
     let _ = writeln!(s, "  skills     {}", if skills.is_empty() { "none".into() } else { skills.join(", ") });
     let _ = writeln!(s, "  prompt     {} bytes → {}", plan.agent.prompt.bytes, plan.agent.prompt.guest_path);
+    if let Some(w) = &plan.workspace {
+        let size = if w.bytes >= 1 << 20 {
+            format!("{} MiB", w.bytes >> 20)
+        } else {
+            format!("{} KiB", w.bytes.div_ceil(1024))
+        };
+        let _ = writeln!(s, "  workspace  {} → {} (copied: {} entries, {size})", w.source.display(), w.dest, w.entries);
+    }
     let who = |v: &Option<plan::ProvenancedValue>| {
         v.as_ref().map_or_else(|| "unset".to_owned(), |p| format!("{} ({})", p.value, p.from.kind))
     };

@@ -72,3 +72,87 @@ fn files_come_out_and_links_out_of_the_tree_do_not() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("`/home/node/missing`") && stderr.contains("no such file"), "{stderr}");
 }
+
+fn git(repo: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["-c", "user.name=Host", "-c", "user.email=host@example.com"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `start --cwd`: the working directory arrives as a copy with its history, owned by the agent,
+/// the agent starts in it, and what the agent does to it (a hook) never reaches the host's repo.
+#[test]
+fn the_working_directory_is_copied_in_with_its_history() {
+    images_ready();
+    let _engine = crate::engine_shared();
+    let home = Home::new();
+    let slug = unique("ws");
+    let _stop = Stopper(&home, &slug);
+    let repo = tempfile::tempdir().expect("tempdir");
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.path().join("README"), "one\n").expect("write");
+    git(repo.path(), &["add", "README"]);
+    git(repo.path(), &["commit", "-qm", "first commit"]);
+    std::fs::write(repo.path().join("README"), "two\n").expect("write");
+    git(repo.path(), &["commit", "-qam", "second commit"]);
+    let hooks_before: Vec<_> =
+        std::fs::read_dir(repo.path().join(".git/hooks")).expect("hooks").map(|e| e.expect("e").file_name()).collect();
+
+    // The plan names the copy before anything exists.
+    let out = home
+        .cmd()
+        .current_dir(repo.path())
+        .args(["start", "demo", "--cwd", "--dry-run", "--format", "json"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "dry run: {}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    assert_eq!(plan["workspace"]["source"], repo.path().display().to_string());
+    assert_eq!(plan["workspace"]["dest"], "/home/node/workspace");
+
+    let out = home
+        .cmd()
+        .current_dir(repo.path())
+        .args(["start", "demo", "--yes", "--detach", "--cwd", "--label", &slug])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "start --cwd: {}", String::from_utf8_lossy(&out.stderr));
+
+    let exec = |script: &str| {
+        let out = home.cmd().args(["exec", &slug, "--", "sh", "-c", script]).output().expect("runs");
+        assert!(out.status.success(), "exec {script}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(exec("git -C /home/node/workspace log --format=%s"), "second commit\nfirst commit\n");
+    assert_eq!(exec("git -C /home/node/workspace status --porcelain"), "", "the copy is the commit, clean");
+    assert_eq!(
+        exec("stat -c %U:%G /home/node/workspace /home/node/workspace/.git /home/node/workspace/.git/HEAD"),
+        "node:node\nnode:node\nnode:node\n"
+    );
+    // The agent's own command starts in the workspace.
+    let out = home.cmd().args(["attach", &slug]).write_stdin("pwd; exit 0\n").output().expect("runs");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/home/node/workspace"), "{out:?}");
+
+    // A hook written in the bottle stays there.
+    exec(
+        "printf '#!/bin/sh\\necho pwned\\n' > /home/node/workspace/.git/hooks/post-checkout; \
+          chmod +x /home/node/workspace/.git/hooks/post-checkout",
+    );
+    let hooks_after: Vec<_> =
+        std::fs::read_dir(repo.path().join(".git/hooks")).expect("hooks").map(|e| e.expect("e").file_name()).collect();
+    assert_eq!(hooks_before, hooks_after, "the host repo's hooks are untouched");
+    assert!(!repo.path().join(".git/hooks/post-checkout").exists());
+
+    // `cp` takes relative paths from the workspace.
+    exec("echo changed > /home/node/workspace/README");
+    let dest = repo.path().join("README.from-bottle");
+    let out = home.cmd().args(["cp", &format!("{slug}:README")]).arg(&dest).output().expect("runs");
+    assert!(out.status.success(), "cp: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&dest).expect("copied"), "changed\n");
+    assert_eq!(std::fs::read_to_string(repo.path().join("README")).expect("host"), "two\n");
+}
