@@ -43,7 +43,8 @@ pub fn load_and_apply(
 }
 
 /// The agent's command line for `mode` (the interactive form for a detached bottle, which `attach`
-/// runs); `resume` asks for the provider's resume form.
+/// runs), started from the workspace when the bottle has one; `resume` asks for the provider's
+/// resume form.
 pub fn command(
     provider: &Provider,
     vars: &bottle_provider::Vars,
@@ -54,7 +55,10 @@ pub fn command(
         Mode::Headless(p) => bottle_provider::Mode::Headless(p.clone()),
         Mode::Interactive | Mode::Detached => bottle_provider::Mode::Interactive,
     };
-    bottle_provider::render::command(&provider.template, &provider.name, &provider.path, vars, &mode, resume)
+    let argv =
+        bottle_provider::render::command(&provider.template, &provider.name, &provider.path, vars, &mode, resume)?;
+    // A workspace (`start --cwd`) is where the agent starts, whatever directory the backend opens.
+    Ok(if vars.workdir == bottle_core::plan::GUEST_WORKSPACE { super::workspace::in_workspace(&argv) } else { argv })
 }
 
 /// Which Dockerfile builds the agent image, first found wins: the bottle's own
@@ -91,5 +95,22 @@ mod tests {
             command(&p, &vars, &Mode::Headless("echo hi".into()), false).expect("argv"),
             ["bash", "-l", "-c", "echo hi"]
         );
+    }
+
+    #[test]
+    fn a_workspace_is_where_the_agent_starts_and_what_claude_trusts() {
+        let p = bottle_provider::builtin("claude").expect("claude");
+        let vars = bottle_provider::Vars {
+            home: "/home/node".into(),
+            workdir: bottle_core::plan::GUEST_WORKSPACE.into(),
+            ..bottle_provider::Vars::default()
+        };
+        let argv = command(&p, &vars, &Mode::Interactive, false).expect("argv");
+        assert_eq!(argv[..3], ["sh", "-c", "cd /home/node/workspace && exec \"$@\""]);
+        assert_eq!(argv[4], "claude");
+        let rendered = bottle_provider::render::render(&p.template, &p.name, &p.path, &vars).expect("render");
+        let config = rendered.files.iter().find(|f| f.path.ends_with("/.claude.json")).expect(".claude.json");
+        let json: serde_json::Value = serde_json::from_slice(&config.contents).expect("json");
+        assert_eq!(json["projects"]["/home/node/workspace"]["hasTrustDialogAccepted"], true);
     }
 }
