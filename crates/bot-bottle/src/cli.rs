@@ -146,10 +146,11 @@ pub struct InfoArgs {
     pub format: Format,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct StartArgs {
-    /// Agent to launch
-    pub agent: String,
+    /// Agent to launch; on a terminal without it, pick one (and then its bottles, the backend and
+    /// the label, whichever the flags leave open)
+    pub agent: Option<String>,
     /// Bottle to use instead of the agent's `bottle:` (repeat for several, merged in order)
     #[arg(long = "bottle", value_name = "BOTTLE")]
     pub bottles: Vec<String>,

@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod context;
 mod control;
+mod picker;
 mod printer;
 mod terminal;
 

@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod image;
 pub mod info;
 pub mod launch;
+pub mod pick;
 pub mod provider;
 pub mod pty_bridge;
 pub mod relay;

@@ -21,6 +21,23 @@ const SEED_VAR: &str = "BOT_BOTTLE_SLUG_SEED";
 
 pub fn run(global: &GlobalArgs, args: &StartArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let ctx = context(global)?;
+    // On a terminal, whatever the flags leave open is asked; `--dry-run`, `--yes` and
+    // `--headless` never ask.
+    let asked;
+    let args = if !args.dry_run && !args.yes && !args.headless && crate::picker::tty::available() {
+        match super::pick::complete(&ctx, args)? {
+            Some(a) => {
+                asked = a;
+                &asked
+            }
+            None => {
+                printer.step("cancelled: nothing was created");
+                return Ok(ExitCode::from(crate::EXIT_FAILURE));
+            }
+        }
+    } else {
+        args
+    };
     let (plan, agent, provider) = resolve_plan(&ctx, args)?;
     for w in &plan.warnings {
         printer.warn(w);
@@ -58,7 +75,13 @@ pub fn resolve_plan(
         .transpose()
         .map_err(|e| Diagnostic::new(format!("--color: {}", e.message)).hint(e.hint))?;
     let catalog = ctx.catalog()?;
-    let (agent, bottles) = resolve_agent(&catalog, &args.agent, &args.bottles)?;
+    let agent_name = args.agent.as_deref().ok_or_else(|| {
+        Diagnostic::new("no agent to start").hint(
+            "name it: `bot-bottle start <AGENT>` (`bot-bottle info` lists the agents); on a terminal, \
+             `start` without --dry-run, --yes or --headless lets you pick one",
+        )
+    })?;
+    let (agent, bottles) = resolve_agent(&catalog, agent_name, &args.bottles)?;
     let seed = match std::env::var(SEED_VAR) {
         Ok(s) => s.parse().map_err(|_| Diagnostic::new(format!("`{SEED_VAR}` must be a whole number")))?,
         Err(_) => rand::random(),
@@ -101,6 +124,12 @@ pub fn render(plan: &LaunchPlan, printer: &Printer, dry_run: bool) -> String {
     let _ = writeln!(s, "  agent      {} ({})", plan.agent.name, plan.agent.path.display());
     let _ = writeln!(s, "  bottles    {}", plan.bottles.join(" → "));
     let _ = writeln!(s, "  backend    {}", plan.backend);
+    let runtime = match plan.backend {
+        BackendKind::Docker => "gVisor (`runsc`) when a probe shows it works here, else runc",
+        BackendKind::Smolmachines => "a smolvm micro-VM",
+        BackendKind::Namespaces => "Linux namespaces",
+    };
+    let _ = writeln!(s, "  runtime    {runtime}");
     let _ =
         writeln!(s, "  provider   {}{}", plan.provider.template, if plan.provider.builtin { "" } else { " (plugin)" });
     if let Some(label) = &plan.label {
@@ -149,7 +178,7 @@ pub fn render(plan: &LaunchPlan, printer: &Printer, dry_run: bool) -> String {
                 RepoKeyPlan::Identity { path } => format!("key {}", path.display()),
                 RepoKeyPlan::Provisioned { provider, .. } => format!("deploy key via {provider}"),
             };
-            let _ = writeln!(s, "  {} → {} ({key})", repo.name, repo.url);
+            let _ = writeln!(s, "  {} → {} ({}, {key})", repo.name, host_port(&repo.url), repo.url);
         }
     }
     let secrets: Vec<String> = plan.secret_slots.iter().map(|slot| format!("«{}»", slot.name)).collect();
@@ -172,4 +201,41 @@ pub fn render(plan: &LaunchPlan, printer: &Printer, dry_run: bool) -> String {
         let _ = writeln!(s, "(dry run: nothing was created)");
     }
     s
+}
+
+/// `host:port` of a git remote (`ssh://[user@]host[:port]/path` or `[user@]host:path`, port 22 by
+/// default), for the preflight; the URL itself is shown beside it.
+fn host_port(url: &str) -> String {
+    if let Some(rest) = url.split_once("://").map(|(_, r)| r) {
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let default = if url.starts_with("https://") {
+            443
+        } else if url.starts_with("http://") {
+            80
+        } else {
+            22
+        };
+        return if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+            host.to_owned()
+        } else {
+            format!("{host}:{default}")
+        };
+    }
+    let before_path = url.split_once(':').map_or(url, |(h, _)| h);
+    let host = before_path.rsplit_once('@').map_or(before_path, |(_, h)| h);
+    format!("{host}:22")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn remotes_show_host_and_port() {
+        assert_eq!(host_port("ssh://git@gitea.example.com:2222/org/repo.git"), "gitea.example.com:2222");
+        assert_eq!(host_port("ssh://git@github.com/org/repo.git"), "github.com:22");
+        assert_eq!(host_port("git@github.com:org/repo.git"), "github.com:22");
+        assert_eq!(host_port("https://forge.example/x.git"), "forge.example:443");
+    }
 }

@@ -5,6 +5,7 @@ mod copy;
 mod escape;
 mod fixtures;
 mod gitgate;
+mod interactive;
 mod lifecycle;
 mod providers;
 mod secrets;
