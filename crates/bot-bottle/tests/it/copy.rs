@@ -1,8 +1,10 @@
-//! `bot-bottle cp` against a real bottle: a file comes out owned by the caller, an existing
-//! destination is kept unless `--force`, and a symbolic link pointing out of the copied tree is
-//! refused without leaving anything behind.
+//! Real bottles, copied into and out of: `cp` brings a file out owned by the caller, keeps an
+//! existing destination unless `--force` and refuses a symbolic link out of the copied tree
+//! without leaving anything behind; `start --cwd` copies the working directory in with its
+//! history; `list` shows the label in its colour only on a terminal.
 
 use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
 
 use crate::lifecycle::{Home, Stopper, images_ready, unique};
 
@@ -22,7 +24,7 @@ fn files_come_out_and_links_out_of_the_tree_do_not() {
 
     let host = tempfile::tempdir().expect("tempdir");
     let dest = host.path().join("out.txt");
-    let cp = |src: &str, dest: &std::path::Path, force: bool| {
+    let cp = |src: &str, dest: &Path, force: bool| {
         let mut cmd = home.cmd();
         cmd.args(["cp", &format!("{slug}:{src}")]).arg(dest);
         if force {
@@ -73,7 +75,7 @@ fn files_come_out_and_links_out_of_the_tree_do_not() {
     assert!(stderr.contains("`/home/node/missing`") && stderr.contains("no such file"), "{stderr}");
 }
 
-fn git(repo: &std::path::Path, args: &[&str]) {
+fn git(repo: &Path, args: &[&str]) {
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(repo)
@@ -155,4 +157,50 @@ fn the_working_directory_is_copied_in_with_its_history() {
     assert!(out.status.success(), "cp: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(&dest).expect("copied"), "changed\n");
     assert_eq!(std::fs::read_to_string(repo.path().join("README")).expect("host"), "two\n");
+}
+
+/// `list` carries the label and colour in JSON, and paints the label only on a terminal without
+/// `NO_COLOR`.
+#[test]
+fn list_shows_the_label_in_its_colour_only_on_a_terminal() {
+    images_ready();
+    let _engine = crate::engine_shared();
+    let home = Home::new();
+    let slug = unique("col");
+    let _stop = Stopper(&home, &slug);
+    let out = home
+        .cmd()
+        .args(["start", "demo", "--yes", "--detach", "--label", &slug, "--color", "red"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
+
+    let out = home.cmd().args(["list", "--format", "json"]).output().expect("runs");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("list json");
+    let row = rows.as_array().expect("array").iter().find(|r| r["slug"] == slug.as_str()).expect("listed");
+    assert_eq!(row["label"], slug.as_str());
+    assert_eq!(row["color"], "red");
+
+    let red = "\x1b[31m";
+    let out = home.cmd().env_remove("NO_COLOR").arg("list").output().expect("runs");
+    let piped = String::from_utf8_lossy(&out.stdout);
+    assert!(piped.contains(&slug) && !piped.contains('\x1b'), "no colour into a pipe: {piped:?}");
+
+    let home_arg = home.path().display().to_string();
+    let docker_host = std::env::var("DOCKER_HOST").unwrap_or_default();
+    let mut env = vec![("HOME", std::env::var("HOME").unwrap_or_default())];
+    if !docker_host.is_empty() {
+        env.push(("DOCKER_HOST", docker_host));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut tty = crate::interactive::Session::run(Path::new(&home_arg), &["list"], &env);
+    assert_eq!(tty.exit_code(), 0);
+    let painted = tty.raw();
+    assert!(painted.contains(&format!("{red}{slug}")), "the label in red on a terminal: {painted:?}");
+    let mut env_no = env.clone();
+    env_no.push(("NO_COLOR", "1"));
+    let mut tty = crate::interactive::Session::run(Path::new(&home_arg), &["list"], &env_no);
+    assert_eq!(tty.exit_code(), 0);
+    let plain = tty.raw();
+    assert!(plain.contains(&slug) && !plain.contains(red), "NO_COLOR is honoured: {plain:?}");
 }

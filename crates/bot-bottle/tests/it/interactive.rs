@@ -33,7 +33,7 @@ fn home() -> tempfile::TempDir {
 }
 
 /// `bot-bottle start` on a pty, its output collected as it comes.
-struct Session {
+pub struct Session {
     child: Box<dyn portable_pty::Child + Send + Sync>,
     writer: Box<dyn std::io::Write + Send>,
     output: Arc<Mutex<Vec<u8>>>,
@@ -42,13 +42,22 @@ struct Session {
 
 impl Session {
     fn start(home: &Path, args: &[&str]) -> Self {
+        let mut all = vec!["start"];
+        all.extend_from_slice(args);
+        Self::run(home, &all, &[("NO_COLOR", "1")])
+    }
+
+    /// `bot-bottle --home HOME ARGS…` on a pty, with `env` added.
+    pub fn run(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let pair =
             native_pty_system().openpty(PtySize { rows: 30, cols: 110, pixel_width: 0, pixel_height: 0 }).expect("pty");
         let mut cmd = CommandBuilder::new(assert_cmd::cargo::cargo_bin("bot-bottle"));
         cmd.env_clear();
         cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default());
-        cmd.env("NO_COLOR", "1");
         cmd.env("TERM", "xterm-256color");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         for var in ["HOME", "DOCKER_HOST"] {
             if let Some(v) = std::env::var_os(var) {
                 cmd.env(var, v);
@@ -57,7 +66,6 @@ impl Session {
         cmd.cwd(home);
         cmd.arg("--home");
         cmd.arg(home);
-        cmd.arg("start");
         cmd.args(args);
         let child = pair.slave.spawn_command(cmd).expect("spawn");
         drop(pair.slave);
@@ -82,6 +90,11 @@ impl Session {
         plain(&String::from_utf8_lossy(&self.output.lock().expect("lock")))
     }
 
+    /// Everything printed so far, escapes included.
+    pub fn raw(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().expect("lock")).into_owned()
+    }
+
     fn wait_for(&self, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -101,7 +114,7 @@ impl Session {
         }
     }
 
-    fn exit_code(&mut self) -> u32 {
+    pub fn exit_code(&mut self) -> u32 {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().expect("wait") {
