@@ -927,10 +927,12 @@ impl Inventory {
         }
     }
 
-    fn is_live(&self) -> bool {
+    fn is_live(&self, machines_known: bool) -> bool {
         let owner_alive =
             self.owner.is_some_and(|pid| pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists());
-        owner_alive || (self.detached && self.status() == BottleStatus::Running)
+        // Without smolvm nobody can tell whether the machine runs: a running sidecar is kept.
+        let unknown = !machines_known && self.sidecar_running == Some(true);
+        owner_alive || unknown || (self.detached && self.status() == BottleStatus::Running)
     }
 }
 
@@ -1078,9 +1080,10 @@ impl Backend for SmolBackend {
     fn cleanup(&self, options: &CleanupOptions) -> Result<CleanupReport, Error> {
         let driver = self.teardown_driver();
         let mut report = CleanupReport::default();
+        let machines_known = self.driver().is_ok();
         for (slug, inv) in self.inventory()? {
             let owner_gone = options.dead_owners.contains(&slug) && !inv.detached;
-            if inv.is_live() && !owner_gone {
+            if inv.is_live(machines_known) && !owner_gone {
                 continue;
             }
             let r = remove(&driver, inv.steps, options.dry_run);
