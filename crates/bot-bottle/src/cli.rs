@@ -54,6 +54,8 @@ pub enum Command {
     Cleanup(CleanupArgs),
     /// Review and decide what running bottles ask a human for
     Supervise(SuperviseArgs),
+    /// Watch every bottle and its proposals; attach, launch and stop from one screen (tmux-aware)
+    Dashboard,
     /// Check this machine (or a running bottle's boundary) for what bottles need
     Doctor(DoctorArgs),
     /// Build the images bottles run
@@ -206,6 +208,9 @@ pub struct ExecArgs {
 pub struct AttachArgs {
     /// The bottle's slug (see `bot-bottle list`)
     pub slug: String,
+    /// Resume the agent's last conversation (providers with a resume form, e.g. `claude --continue`)
+    #[arg(long)]
+    pub resume: bool,
 }
 
 #[derive(Debug, Args)]

@@ -197,7 +197,14 @@ pub fn running(home: &Home) -> anyhow::Result<Vec<Control>> {
     if let Some(spec) = std::env::var_os(OVERRIDE_VAR) {
         return overridden(home, &spec.to_string_lossy());
     }
-    let backends = crate::backends::Backends::connect(home)?;
+    running_on(home, &crate::backends::Backends::connect(home)?)
+}
+
+/// [`running`] on backends already connected (a caller that polls keeps one connection).
+pub fn running_on(home: &Home, backends: &crate::backends::Backends) -> anyhow::Result<Vec<Control>> {
+    if let Some(spec) = std::env::var_os(OVERRIDE_VAR) {
+        return overridden(home, &spec.to_string_lossy());
+    }
     let mut out = Vec::new();
     for backend in backends.all() {
         let Ok(summaries) = backend.list() else { continue };

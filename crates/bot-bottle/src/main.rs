@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         Command::Stop(args) => commands::bottles::stop(&cli.global, &args, &printer),
         Command::Cleanup(args) => commands::bottles::cleanup(&cli.global, &args, &printer),
         Command::Supervise(args) => commands::supervise::run(&cli.global, &args, &printer),
+        Command::Dashboard => commands::dashboard::run(&cli.global, &printer),
         Command::Doctor(args) => commands::doctor::run(&cli.global, &args, &printer),
         Command::Image(command) => commands::image::run(&command, &printer),
         Command::Completions(args) => commands::completions::run(&args, &printer),

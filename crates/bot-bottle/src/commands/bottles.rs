@@ -23,7 +23,7 @@ use crate::context::Context;
 use crate::printer::Printer;
 
 /// One row of `list`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub backend: String,
     pub slug: String,
@@ -42,7 +42,7 @@ pub struct Row {
     pub owner_pid: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Service {
     pub name: &'static str,
     pub address: String,
@@ -188,11 +188,19 @@ pub fn attach(global: &GlobalArgs, args: &AttachArgs, _printer: &Printer) -> any
     let backends = Backends::connect(&ctx.home)?;
     let bottle = backends.for_slug(&ctx.home, &args.slug)?.open(&args.slug).map_err(backend_error)?;
     let meta = ctx.home.state(&args.slug).read_metadata().ok();
-    // The command line the launch rendered from the provider template.
-    let command = meta.as_ref().map(|m| m.command.clone()).filter(|c| !c.is_empty()).ok_or_else(|| {
-        Diagnostic::new(format!("bottle `{}` has no agent command in its metadata", args.slug))
-            .hint(format!("`bot-bottle exec {} -- CMD` runs a command in it", args.slug))
-    })?;
+    // The command line the launch rendered from the provider template (its resume form with
+    // `--resume`).
+    let command = if args.resume {
+        meta.as_ref().map(|m| m.resume_command.clone()).filter(|c| !c.is_empty()).ok_or_else(|| {
+            Diagnostic::new(format!("bottle `{}` has no resume form of its agent", args.slug))
+                .hint(format!("its provider has no `resume_args`; `bot-bottle attach {}` starts the agent", args.slug))
+        })?
+    } else {
+        meta.as_ref().map(|m| m.command.clone()).filter(|c| !c.is_empty()).ok_or_else(|| {
+            Diagnostic::new(format!("bottle `{}` has no agent command in its metadata", args.slug))
+                .hint(format!("`bot-bottle exec {} -- CMD` runs a command in it", args.slug))
+        })?
+    };
     let label = meta.as_ref().and_then(|m| m.label.clone()).unwrap_or_else(|| args.slug.clone());
     let color = meta.as_ref().and_then(|m| m.color.as_deref()).and_then(|c| bottle_core::Color::parse(c).ok());
     let tint = crate::terminal::Tint::begin(&label, color);

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod bottles;
 pub mod completions;
 pub mod cp;
+pub mod dashboard;
 pub mod doctor;
 pub mod image;
 pub mod info;

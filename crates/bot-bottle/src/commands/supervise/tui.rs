@@ -10,9 +10,9 @@
 //! Submodules: `app` (state and keys, pure), `view` (drawing), `route` (YAML, checks and the
 //! editor round trip of a route).
 
-mod app;
+pub(crate) mod app;
 mod route;
-mod view;
+pub(crate) mod view;
 
 use std::io::{self, IsTerminal as _};
 use std::path::Path;
@@ -80,20 +80,11 @@ fn event_loop(
             && let Event::Key(key) = event::read()?
             && key.kind != KeyEventKind::Release
         {
-            let acted = match app.on_key(key) {
-                Action::None => None,
-                Action::Quit => return Ok(decided),
-                Action::Decide { proposal, decision } => {
-                    Some(send(home, &bottles, &proposal, &decision).map(|()| (proposal, decision.action)))
-                }
-                Action::Modify(proposal) => Some(match modify(terminal, home, &bottles, &proposal) {
-                    Ok(true) => Ok((proposal, "modify")),
-                    Ok(false) => Err(Outcome::Info("modify cancelled; nothing was sent".into())),
-                    Err(outcome) => Err(outcome),
-                }),
-            };
-            if let Some(acted) = acted {
-                settle(&mut app, acted, &mut decided);
+            let action = app.on_key(key);
+            if matches!(action, Action::Quit) {
+                return Ok(decided);
+            }
+            if carry_out(terminal, home, &bottles, &mut app, action, &mut decided) {
                 // Refresh at once: the list shows what the decision changed.
                 let _ = wake.send(());
             }
@@ -103,6 +94,31 @@ fn event_loop(
             app.update(polled.view, Instant::now());
         }
     }
+}
+
+/// Sends the decision `action` asks for (editing the route first for a modification) and shows
+/// the outcome; whether anything was sent or settled. `Quit` is the caller's.
+pub(crate) fn carry_out(
+    terminal: &mut DefaultTerminal,
+    home: &bottle_state::Home,
+    bottles: &[Control],
+    app: &mut App,
+    action: Action,
+    decided: &mut usize,
+) -> bool {
+    let acted = match action {
+        Action::None | Action::Quit => return false,
+        Action::Decide { proposal, decision } => {
+            send(home, bottles, &proposal, &decision).map(|()| (proposal, decision.action))
+        }
+        Action::Modify(proposal) => match modify(terminal, home, bottles, &proposal) {
+            Ok(true) => Ok((proposal, "modify")),
+            Ok(false) => Err(Outcome::Info("modify cancelled; nothing was sent".into())),
+            Err(outcome) => Err(outcome),
+        },
+    };
+    settle(app, acted, decided);
+    true
 }
 
 /// Shows what happened to a decision and drops its row when it is settled either way.
@@ -202,7 +218,7 @@ fn modify(
 }
 
 /// Hands the terminal to `f` (normal screen, cooked mode), then takes it back and redraws fully.
-fn with_terminal_released<T>(terminal: &mut DefaultTerminal, f: impl FnOnce() -> T) -> anyhow::Result<T> {
+pub(crate) fn with_terminal_released<T>(terminal: &mut DefaultTerminal, f: impl FnOnce() -> T) -> anyhow::Result<T> {
     terminal.show_cursor()?;
     crossterm::terminal::disable_raw_mode()?;
     crossterm::execute!(io::stdout(), LeaveAlternateScreen)?;

@@ -29,7 +29,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, now: Instant) {
     ])
     .areas(frame.area());
     let elapsed = now.saturating_duration_since(app.fetched_at).as_secs();
-    draw_list(frame, app, list_area, elapsed);
+    draw_list(frame, app, list_area, elapsed, "supervise");
     draw_detail(frame, app, detail_area, elapsed);
     frame.render_widget(Paragraph::new(status_line(app)), status_area);
     draw_keys(frame, app, keys_area);
@@ -38,9 +38,10 @@ pub fn draw(frame: &mut Frame, app: &mut App, now: Instant) {
     }
 }
 
-fn draw_list(frame: &mut Frame, app: &mut App, area: Rect, elapsed: u64) {
+/// The proposal list; `title` names the view it is part of.
+pub(crate) fn draw_list(frame: &mut Frame, app: &mut App, area: Rect, elapsed: u64, title: &str) {
     let title = format!(
-        " supervise · {} pending · {} bottle{} ",
+        " {title} · {} pending · {} bottle{} ",
         app.rows.len(),
         app.bottles,
         if app.bottles == 1 { "" } else { "s" }
@@ -84,7 +85,8 @@ fn draw_list(frame: &mut Frame, app: &mut App, area: Rect, elapsed: u64) {
     frame.render_stateful_widget(table, area, &mut app.table);
 }
 
-fn draw_detail(frame: &mut Frame, app: &mut App, area: Rect, elapsed: u64) {
+/// The selected proposal's detail.
+pub(crate) fn draw_detail(frame: &mut Frame, app: &mut App, area: Rect, elapsed: u64) {
     let Some(p) = app.selected().cloned() else {
         let text = Line::from("a proposal's detail shows here; `?` lists the keys").style(dim());
         frame.render_widget(Paragraph::new(text).block(Block::bordered().title(" detail ")), area);
@@ -255,7 +257,8 @@ fn status_line(app: &App) -> Line<'static> {
     Line::from(if app.loaded { "refreshes every second" } else { "" }).style(dim())
 }
 
-fn draw_keys(frame: &mut Frame, app: &App, area: Rect) {
+/// The key line, or the prompt of a decision in progress.
+pub(crate) fn draw_keys(frame: &mut Frame, app: &App, area: Rect) {
     let key = |k: &'static str| Span::styled(k, bold());
     let line = match &app.mode {
         Mode::List => Line::from(vec![
@@ -340,7 +343,7 @@ fn draw_help(frame: &mut Frame, area: Rect) {
 }
 
 /// The bottle's label, else its slug.
-fn bottle_name(p: &Pending) -> &str {
+pub(crate) fn bottle_name(p: &Pending) -> &str {
     p.label.as_deref().filter(|l| !l.is_empty()).unwrap_or(&p.slug)
 }
 
@@ -379,11 +382,11 @@ fn paint(app: &App, color: Color) -> Style {
     if app.color { Style::new().fg(color) } else { Style::new() }
 }
 
-fn dim() -> Style {
+pub(crate) fn dim() -> Style {
     Style::new().add_modifier(Modifier::DIM)
 }
 
-fn bold() -> Style {
+pub(crate) fn bold() -> Style {
     Style::new().add_modifier(Modifier::BOLD)
 }
 
