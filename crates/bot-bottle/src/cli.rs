@@ -54,7 +54,7 @@ pub enum Command {
     Cleanup(CleanupArgs),
     /// Review and decide what running bottles ask a human for
     Supervise(SuperviseArgs),
-    /// Watch every bottle and its proposals; attach, launch and stop from one screen (tmux-aware)
+    /// Every bottle and proposal on one screen: attach, launch, stop, decide
     Dashboard,
     /// Check this machine (or a running bottle's boundary) for what bottles need
     Doctor(DoctorArgs),

@@ -73,6 +73,7 @@ fn help_lists_only_working_commands() {
             "stop",
             "cleanup",
             "supervise",
+            "dashboard",
             "doctor",
             "image",
             "completions",

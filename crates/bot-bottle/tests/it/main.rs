@@ -2,6 +2,7 @@
 
 mod cli;
 mod copy;
+mod dashboard_tmux;
 mod escape;
 mod fixtures;
 mod gitgate;

@@ -72,7 +72,7 @@ pub fn run(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let (snapshots_tx, snapshots) = mpsc::channel();
     let (wake, wake_rx) = mpsc::channel();
     let poll_ctx = Context { home: ctx.home.clone(), user_home: ctx.user_home.clone(), cwd: ctx.cwd.clone() };
-    std::thread::Builder::new()
+    let poller = std::thread::Builder::new()
         .name("dashboard-poll".into())
         .spawn(move || poll(&poll_ctx, &wake_rx, &snapshots_tx))
         .context("cannot start the poller")?;
@@ -90,9 +90,19 @@ pub fn run(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     };
     let result = dashboard.event_loop(&mut terminal, &snapshots, &done);
     ratatui::try_restore().context("cannot restore the terminal")?;
+    // Let the poller finish its round and drop its engine connection before the process exits,
+    // rather than tearing its runtime down mid-call; one that hangs (a control API timing out)
+    // is not waited for long.
+    let decided = dashboard.decided;
+    drop(dashboard);
+    drop(snapshots);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !poller.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     result?;
-    if dashboard.decided > 0 {
-        let n = dashboard.decided;
+    if decided > 0 {
+        let n = decided;
         printer.step(&format!("{n} decision{} sent", if n == 1 { "" } else { "s" }));
     }
     Ok(ExitCode::SUCCESS)

@@ -30,7 +30,8 @@ pub fn draw(frame: &mut Frame, app: &mut App, now: Instant) {
     .areas(area);
     let elapsed = now.saturating_duration_since(app.fetched_at).as_secs();
     draw_bottles(frame, app, bottles_area, elapsed);
-    supervise_view::draw_list(frame, &mut app.proposals, proposals_area, elapsed, "proposals");
+    let title = format!("{}proposals", focus_mark(app.focus == Focus::Proposals));
+    supervise_view::draw_list(frame, &mut app.proposals, proposals_area, elapsed, &title);
     if app.focus == Focus::Proposals && app.proposals.selected().is_some() {
         supervise_view::draw_detail(frame, &mut app.proposals, detail_area, elapsed);
     } else {
@@ -52,16 +53,20 @@ pub fn draw(frame: &mut Frame, app: &mut App, now: Instant) {
     }
 }
 
-fn focused_block(title: String, focused: bool) -> Block<'static> {
-    let style = if focused { bold() } else { Style::new() };
-    Block::bordered().title(Line::from(title).style(style.add_modifier(Modifier::BOLD)))
+/// A pane's block; the focused pane's title is marked, so the arrow keys' target is plain to see.
+fn focused_block(title: &str, focused: bool) -> Block<'static> {
+    Block::bordered().title(Line::from(format!(" {}{title} ", focus_mark(focused))).style(bold()))
+}
+
+fn focus_mark(focused: bool) -> &'static str {
+    if focused { "▸ " } else { "" }
 }
 
 fn draw_bottles(frame: &mut Frame, app: &mut App, area: Rect, elapsed: u64) {
     let running = app.bottles.iter().filter(|b| b.is_running()).count();
     let mode = if app.tmux { " · tmux" } else { "" };
-    let title = format!(" bottles · {running} running · {} in all{mode} ", app.bottles.len());
-    let block = focused_block(title, app.focus == Focus::Bottles);
+    let title = format!("bottles · {running} running · {} in all{mode}", app.bottles.len());
+    let block = focused_block(&title, app.focus == Focus::Bottles);
     if app.bottles.is_empty() {
         let text = if app.loaded {
             vec![Line::from("no bottles"), Line::from("`n` launches an agent in a new bottle").style(dim())]
