@@ -5,6 +5,8 @@
 //! `..`, no symbolic link that points outside the copied tree, no device or FIFO, and no writing
 //! through a link planted by an earlier entry. Set-user-id, set-group-id and sticky bits are
 //! dropped and ownership is not restored, so everything belongs to the user running the copy.
+//! Git metadata (any `.git` entry) is left out: a `.git/config` or hook the agent wrote would run
+//! its commands on the host the first time anyone runs git there. Commits leave through the git gate.
 //! Entries are unpacked into a private staging directory next to the destination, and only a
 //! complete tree is renamed into place: a refused archive leaves nothing behind.
 
@@ -15,8 +17,9 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// Unpacks `archive` so that its top-level entry becomes `dest`, which must not exist yet; its
-/// parent must. Returns the refusal as an error naming the offending entry.
-pub fn unpack_to(archive: impl Read, dest: &Path) -> io::Result<()> {
+/// parent must. Returns how many entries were left out as git metadata, or the refusal as an error
+/// naming the offending entry.
+pub fn unpack_to(archive: impl Read, dest: &Path) -> io::Result<usize> {
     let name = dest
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the destination has no file name"))?;
@@ -33,13 +36,14 @@ pub fn unpack_to(archive: impl Read, dest: &Path) -> io::Result<()> {
         name.to_string_lossy(),
         std::process::id()
     )))?;
-    let root = unpack_into(archive, &staging.0)?;
+    let (root, skipped) = unpack_into(archive, &staging.0)?;
     // The rename cannot replace a directory that exists, but it would replace a file: check once
     // more right before it.
     if dest.symlink_metadata().is_ok() {
         return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the destination exists"));
     }
-    fs::rename(staging.0.join(root), dest)
+    fs::rename(staging.0.join(root), dest)?;
+    Ok(skipped)
 }
 
 /// A directory (0700) removed with everything in it when dropped.
@@ -73,9 +77,10 @@ fn make_writable(dir: &Path) {
 
 /// Unpacks every entry of `archive` under `into` (an empty directory this process just made) and
 /// returns the archive's top-level name.
-fn unpack_into(archive: impl Read, into: &Path) -> io::Result<PathBuf> {
+fn unpack_into(archive: impl Read, into: &Path) -> io::Result<(PathBuf, usize)> {
     let mut archive = tar::Archive::new(archive);
     let mut root: Option<PathBuf> = None;
+    let mut skipped = 0;
     // Directory modes are applied last, deepest first, so a read-only directory does not stop
     // its own entries from being written.
     let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
@@ -93,6 +98,10 @@ fn unpack_into(archive: impl Read, into: &Path) -> io::Result<PathBuf> {
             None => root = Some(top),
             Some(r) if *r == top => {}
             Some(_) => return Err(refused(&raw, "is outside the copied path")),
+        }
+        if rel.components().any(|c| c.as_os_str().eq_ignore_ascii_case(".git")) {
+            skipped += 1;
+            continue;
         }
         let target = into.join(&rel);
         ensure_parents(into, &rel).map_err(|e| refused(&raw, &e.to_string()))?;
@@ -154,7 +163,11 @@ fn unpack_into(archive: impl Read, into: &Path) -> io::Result<PathBuf> {
     for (dir, mode) in dir_modes {
         fs::set_permissions(&dir, fs::Permissions::from_mode(mode))?;
     }
-    root.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "the archive is empty"))
+    let root = root.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "the archive is empty"))?;
+    if !into.join(&root).exists() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "the copied path is git metadata only"));
+    }
+    Ok((root, skipped))
 }
 
 fn refused(entry: &Path, why: &str) -> io::Error {
@@ -196,7 +209,10 @@ fn ensure_parents(into: &Path, rel: &Path) -> io::Result<()> {
 }
 
 /// Whether a symbolic link at `rel` (inside the copied tree, whose top is its first component)
-/// pointing at `target` resolves inside that tree, judged by the path alone.
+/// pointing at `target` resolves inside that tree. Judged by the path alone, which holds only when
+/// every `..` comes first: the link's own directory is a real one (parents are checked), while a
+/// `..` after a name could climb out of a link planted by an earlier entry (`up -> ..`,
+/// then `x -> up/../..`).
 fn symlink_stays_inside(rel: &Path, target: &Path) -> bool {
     // The tree's top itself being a link: whatever it points at is outside what was copied.
     if target.is_absolute() || rel.components().count() < 2 {
@@ -204,12 +220,16 @@ fn symlink_stays_inside(rel: &Path, target: &Path) -> bool {
     }
     // Depth below the tree's top of the directory holding the link.
     let mut depth = rel.components().count().saturating_sub(2);
+    let mut named = false;
     for c in target.components() {
         match c {
-            Component::Normal(_) => depth += 1,
+            Component::Normal(_) => {
+                depth += 1;
+                named = true;
+            }
             Component::CurDir => {}
             Component::ParentDir => {
-                if depth == 0 {
+                if depth == 0 || named {
                     return false;
                 }
                 depth -= 1;
@@ -373,9 +393,45 @@ mod tests {
         assert!(symlink_stays_inside(Path::new("w/a/l"), Path::new("../b")));
         assert!(!symlink_stays_inside(Path::new("w/a/l"), Path::new("../../b")));
         assert!(!symlink_stays_inside(Path::new("w/l"), Path::new("..")));
-        assert!(symlink_stays_inside(Path::new("w/l"), Path::new("./x/../y")));
+        assert!(!symlink_stays_inside(Path::new("w/l"), Path::new("./x/../y")), "no `..` after a name");
+        assert!(symlink_stays_inside(Path::new("w/a/b/l"), Path::new("../../c/d")));
         // A lone file that is a link can point nowhere inside.
         assert!(!symlink_stays_inside(Path::new("l"), Path::new("..")));
         assert!(!symlink_stays_inside(Path::new("l"), Path::new("x")));
+    }
+
+    #[test]
+    fn a_chain_of_links_cannot_climb_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        // `up` points at the tree's top; `x` would then reach the destination's grandparent.
+        let tar = archive(&[
+            E::Dir("w/", 0o755),
+            E::Dir("w/d/", 0o755),
+            E::Link("w/d/up", ".."),
+            E::Link("w/d/x", "up/../.."),
+        ]);
+        let err = unpack_to(tar.as_slice(), &dest).unwrap_err();
+        assert!(err.to_string().contains("w/d/x"), "{err}");
+        assert!(!dest.exists());
+    }
+
+    #[test]
+    fn git_metadata_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        let tar = archive(&[
+            E::Dir("w/", 0o755),
+            E::File("w/a.txt", 0o644, b"work"),
+            E::Dir("w/.git/", 0o755),
+            E::File("w/.git/config", 0o644, b"[core]\n\tfsmonitor = touch /tmp/pwned\n"),
+            E::Dir("w/sub/", 0o755),
+            E::File("w/sub/.GIT", 0o644, b"gitdir: /elsewhere"),
+        ]);
+        assert_eq!(unpack_to(tar.as_slice(), &dest).unwrap(), 3);
+        assert_eq!(fs::read(dest.join("a.txt")).unwrap(), b"work");
+        assert!(!dest.join(".git").exists() && !dest.join("sub/.GIT").exists());
+        let only = archive(&[E::Dir(".git/", 0o755), E::File(".git/HEAD", 0o644, b"ref")]);
+        assert!(unpack_to(only.as_slice(), &dir.path().join("g")).is_err());
     }
 }

@@ -172,8 +172,9 @@ pub trait Bottle: Send {
     /// (its parent must). What comes out is untrusted: entries that would land outside `host`
     /// (absolute paths, `..`, symbolic links pointing out of the copied tree), devices and FIFOs
     /// are refused, special mode bits dropped, and everything is owned by the calling user.
-    /// A refused copy leaves nothing at `host`.
-    fn cp_out(&self, guest: &Path, host: &Path) -> Result<(), Error>;
+    /// A refused copy leaves nothing at `host`. Git metadata (`.git`) is never copied out: it
+    /// could run the agent's commands on the host. Returns how many entries were left out so.
+    fn cp_out(&self, guest: &Path, host: &Path) -> Result<usize, Error>;
 
     /// Writes `contents` to the file `dest` inside the bottle with `mode`, owned by `owner`; parent
     /// directories are created as `owner`.

@@ -30,11 +30,12 @@ pub fn run(global: &GlobalArgs, args: &CpArgs, printer: &Printer) -> anyhow::Res
     }
     let backends = crate::backends::Backends::connect(&ctx.home)?;
     let bottle = backends.for_slug(&ctx.home, slug)?.open(slug).map_err(backend_error)?;
+    let skipped;
     if exists {
         // Copied beside the old one first: the old one goes only once the new one is complete.
         let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let fresh = target.with_file_name(format!(".{name}.bot-bottle-new-{}", std::process::id()));
-        bottle.cp_out(&guest, &fresh).map_err(backend_error)?;
+        skipped = bottle.cp_out(&guest, &fresh).map_err(backend_error)?;
         let old = target.symlink_metadata()?;
         let removed = if old.is_dir() { std::fs::remove_dir_all(&target) } else { std::fs::remove_file(&target) };
         if let Err(e) = removed.and_then(|()| std::fs::rename(&fresh, &target)) {
@@ -42,7 +43,13 @@ pub fn run(global: &GlobalArgs, args: &CpArgs, printer: &Printer) -> anyhow::Res
             return Err(anyhow::anyhow!("cannot replace `{}`: {e}", target.display()));
         }
     } else {
-        bottle.cp_out(&guest, &target).map_err(backend_error)?;
+        skipped = bottle.cp_out(&guest, &target).map_err(backend_error)?;
+    }
+    if skipped > 0 {
+        printer.warn(&format!(
+            "left out {skipped} git metadata entries (`.git`): a bottle's git config and hooks could run its commands \
+             here; take commits out through the git gate (`git push` in the bottle)"
+        ));
     }
     printer.step(&format!("copied `{slug}:{}` to `{}`", guest.display(), target.display()));
     Ok(ExitCode::SUCCESS)

@@ -157,6 +157,15 @@ fn the_working_directory_is_copied_in_with_its_history() {
     assert!(out.status.success(), "cp: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(&dest).expect("copied"), "changed\n");
     assert_eq!(std::fs::read_to_string(repo.path().join("README")).expect("host"), "two\n");
+
+    // The whole workspace comes out without its git metadata, whose hook the agent planted.
+    let out_dir = tempfile::tempdir().expect("dest");
+    let tree = out_dir.path().join("ws");
+    let out = home.cmd().args(["cp", &format!("{slug}:/home/node/workspace")]).arg(&tree).output().expect("runs");
+    assert!(out.status.success(), "cp: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(tree.join("README")).expect("copied"), "changed\n");
+    assert!(!tree.join(".git").exists(), "git metadata must not come out");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("git metadata"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// `list` carries the label and colour in JSON, and paints the label only on a terminal without

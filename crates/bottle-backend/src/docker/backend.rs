@@ -604,7 +604,7 @@ impl Bottle for DockerHandle {
         self.upload(&parent, archive, owner)
     }
 
-    fn cp_out(&self, guest: &Path, host: &Path) -> Result<(), Error> {
+    fn cp_out(&self, guest: &Path, host: &Path) -> Result<usize, Error> {
         let fail = |reason: String| Error::CopyOut {
             slug: self.bottle.slug.clone(),
             guest: guest.to_owned(),

@@ -645,7 +645,7 @@ impl Bottle for SmolBottle {
         self.untar(&archive, &format!("`{}`", host.display()))
     }
 
-    fn cp_out(&self, guest: &Path, host: &Path) -> Result<(), Error> {
+    fn cp_out(&self, guest: &Path, host: &Path) -> Result<usize, Error> {
         let fail = |reason: String| Error::CopyOut {
             slug: self.slug.to_string(),
             guest: guest.to_owned(),
