@@ -267,12 +267,15 @@ pub fn run_probes(opts: &ProbeOptions) -> SelfTestReport {
 pub fn run_in(bottle: &dyn Bottle) -> Result<SelfTestReport, Error> {
     // On every address of the host, so a bottle with a route to the host (a VM's gateway) finds it
     // too; it accepts and drops, and lives only as long as the probes.
-    let canary = std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).ok();
-    let port = canary.as_ref().and_then(|c| c.local_addr().ok()).map(|a| a.port());
-    let mut args = port.map(|p| bottle.selftest_args(p)).unwrap_or_default();
-    if let Some(port) = port {
-        args.extend(["--tcp".to_owned(), format!("127.0.0.1:{port}")]);
-    }
+    let not_run = |e: io::Error| Error::SelfTestNotRun {
+        slug: bottle.slug().to_string(),
+        reason: format!("cannot open the host canary: {e}"),
+        log: String::new(),
+    };
+    let canary = std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(not_run)?;
+    let port = canary.local_addr().map_err(not_run)?.port();
+    let mut args = bottle.selftest_args(port);
+    args.extend(["--tcp".to_owned(), format!("127.0.0.1:{port}")]);
     let report = run_with(bottle.slug().as_str(), &args, |script, user| bottle.exec(script, user));
     drop(canary);
     report

@@ -267,10 +267,17 @@ pub fn cleanup(global: &GlobalArgs, args: &CleanupArgs, printer: &Printer) -> an
         plan.removed.extend(r.removed);
         plan.failed.extend(r.failed);
     }
-    let live: BTreeSet<String> = backends
-        .list()?
+    // A bottle stays when it runs, or when cleanup leaves its resources alone (a launch still in
+    // progress, a machine nobody here can see): its state directory goes with it, never before.
+    let listed = backends.list()?;
+    let going = |slug: &str| {
+        let names =
+            [format!("bot-bottle-{slug}"), format!("bot-bottle-sidecars-{slug}"), format!("bot-bottle-net-{slug}")];
+        plan.removed.iter().any(|r| names.iter().any(|n| r.split_whitespace().last() == Some(n.as_str())))
+    };
+    let live: BTreeSet<String> = listed
         .into_iter()
-        .filter(|b| b.status == BottleStatus::Running && !dead_owners.contains(&b.slug))
+        .filter(|b| (b.status == BottleStatus::Running && !dead_owners.contains(&b.slug)) || !going(&b.slug))
         .map(|b| b.slug)
         .collect();
     let orphan_dirs: Vec<_> =
@@ -316,7 +323,9 @@ pub fn cleanup(global: &GlobalArgs, args: &CleanupArgs, printer: &Printer) -> an
     }
     let mut failures = report.failed.clone();
     let mut removed_dirs = 0;
-    for d in &orphan_dirs {
+    // What still has resources after the cleanup keeps its state.
+    let remaining: BTreeSet<String> = backends.list()?.into_iter().map(|b| b.slug).collect();
+    for d in orphan_dirs.iter().filter(|d| !remaining.iter().any(|slug| d.dir().ends_with(slug))) {
         match std::fs::remove_dir_all(d.dir()) {
             Ok(()) => removed_dirs += 1,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

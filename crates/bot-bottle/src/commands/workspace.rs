@@ -16,15 +16,54 @@ pub const MAX_BYTES: u64 = 1 << 30;
 /// Beyond this the launch warns that the copy takes a while.
 pub const WARN_BYTES: u64 = 200 << 20;
 
+/// `path` with symlinks and `..` resolved, through its nearest existing ancestor (the home may
+/// not exist yet).
+fn resolved(path: &Path) -> std::path::PathBuf {
+    for ancestor in path.ancestors() {
+        if let Ok(real) = std::fs::canonicalize(ancestor) {
+            return path.strip_prefix(ancestor).map_or(real.clone(), |rest| real.join(rest));
+        }
+    }
+    path.to_path_buf()
+}
+
+/// What in the git config at `path` is a credential: an `extraheader` (CI checkouts put a token
+/// there) or a URL carrying a password (`https://user:token@host`). Never the value itself.
+fn git_config_credential(path: &Path) -> Option<&'static str> {
+    let text = std::fs::read_to_string(path).ok()?;
+    for line in text.lines().map(str::trim) {
+        if line.to_ascii_lowercase().starts_with("extraheader") {
+            return Some("an `extraheader`");
+        }
+        if let Some((_, rest)) = line.split_once("://")
+            && let Some((userinfo, _)) = rest.split_once('@')
+            && !userinfo.contains('/')
+            && userinfo.contains(':')
+        {
+            return Some("a URL with a password");
+        }
+    }
+    None
+}
+
 /// Measures `dir` for the copy; `bot_home` must not be inside it.
 pub fn plan(dir: &Path, bot_home: &Path) -> anyhow::Result<(WorkspacePlan, Vec<String>)> {
-    if bot_home.starts_with(dir) {
+    // Compared resolved as well: a symlinked home or a `..` must not hide it.
+    if bot_home.starts_with(dir) || resolved(bot_home).starts_with(resolved(dir)) {
         return Err(Diagnostic::new(format!(
             "--cwd: `{}` holds bot-bottle's home `{}` (other bottles' state and keys)",
             dir.display(),
             bot_home.display()
         ))
         .hint("run `start --cwd` from the project's own directory")
+        .into());
+    }
+    if let Some(what) = git_config_credential(&dir.join(".git/config")) {
+        return Err(Diagnostic::new(format!(
+            "--cwd: `{}` holds a credential ({what}); the copy would hand it to the agent",
+            dir.join(".git/config").display()
+        ))
+        .hint("remove it from the repository's git config (use a credential helper on the host, or the git gate)")
         .into());
     }
     let mut plan = WorkspacePlan { source: dir.to_path_buf(), dest: GUEST_WORKSPACE.to_owned(), entries: 0, bytes: 0 };
@@ -95,6 +134,33 @@ mod tests {
         assert_eq!((plan.entries, plan.bytes), (6, 15), "root, .git, objects, ab, README, link");
         assert_eq!(plan.dest, "/home/node/workspace");
         assert_eq!(warnings, ["--cwd: not copied (sockets, FIFOs and devices cannot be): `pipe`"]);
+    }
+
+    #[test]
+    fn credentials_in_the_git_config_are_refused_without_echoing_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+        let config = dir.path().join(".git/config");
+        std::fs::write(&config, "[remote \"origin\"]\n\turl = git@github.com:o/r.git\n\turl = https://me@h/r\n")
+            .unwrap();
+        assert!(plan(dir.path(), Path::new("/nonexistent/home")).is_ok());
+        for bad in [
+            "[remote \"o\"]\n\turl = https://me:ghp_s3cret@github.com/o/r\n",
+            "[http \"https://github.com/\"]\n\textraheader = AUTHORIZATION: basic c2VjcmV0\n",
+        ] {
+            std::fs::write(&config, bad).unwrap();
+            let err = format!("{:#}", plan(dir.path(), Path::new("/nonexistent/home")).unwrap_err());
+            assert!(err.contains("credential") && !err.contains("s3cret") && !err.contains("c2VjcmV0"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_symlinked_home_is_seen_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("p");
+        std::fs::create_dir_all(project.join("home")).unwrap();
+        std::os::unix::fs::symlink(project.join("home"), dir.path().join("alias")).unwrap();
+        assert!(plan(&project, &dir.path().join("alias/.bot-bottle")).is_err());
     }
 
     #[test]

@@ -342,7 +342,7 @@ fn stand_in_launch_provisions_passes_the_self_test_and_stops_clean() {
         .path()
         .read_dir()
         .expect("dir")
-        .any(|e| e.expect("entry").file_name().to_string_lossy().starts_with("bot-bottle-pack-"));
+        .any(|e| e.expect("entry").file_name().to_string_lossy().starts_with("bbpack-"));
     assert!(!pack_left, "packing left its machine");
 }
 

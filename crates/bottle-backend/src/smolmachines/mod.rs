@@ -57,6 +57,8 @@ pub const STATE_FILE: &str = "smolmachines.json";
 pub const GUEST_BINARY: &str = crate::docker::RELAY_BINARY;
 /// The VM's size.
 pub const VM_CPUS: u8 = 2;
+/// Names of the machines packing boots: `bbpack-<artifact key>`, which no slug can produce.
+pub const PACK_MACHINE_PREFIX: &str = "bbpack-";
 pub const VM_MEM_MIB: u32 = 4096;
 /// How many candidate subnets a launch tries.
 const ADDRESS_ATTEMPTS: u32 = 64;
@@ -105,7 +107,8 @@ impl Artifact {
             output: cache.join(&key),
             smolmachine: cache.join(format!("{key}.smolmachine")),
             image_tar: cache.join(format!("{key}.image.tar")),
-            pack_machine: format!("bot-bottle-pack-{}", &key[..12]),
+            // Outside `bot-bottle-<slug>`: no slug can name a packing machine.
+            pack_machine: format!("{PACK_MACHINE_PREFIX}{key}"),
             key,
         }
     }
@@ -615,7 +618,8 @@ impl Bottle for SmolBottle {
 
     fn agent_argv(&self, argv: &[String], tty: bool) -> Vec<String> {
         let guest = guest_command(GuestUser::Agent, &self.env, Some(GUEST_HOME), argv);
-        let mode = ExecMode { interactive: tty, tty };
+        // Stdin always goes in (piped input, as `docker exec -i`); a terminal only when asked.
+        let mode = ExecMode { interactive: true, tty };
         let exec = self.driver.cli.exec(&self.names.machine, mode, &self.env, &guest);
         if !tty {
             return exec;
@@ -780,16 +784,24 @@ pub fn probe_args(address: &BundleAddress) -> Vec<String> {
     args
 }
 
-/// The host's non-loopback IPv4 nameservers: smolvm may add the first to an allow-list as a DNS
-/// allowance, which would be a way out.
+/// The host's IPv4 nameservers, and systemd-resolved's upstreams: smolvm may add one to an
+/// allow-list as a DNS allowance, which would be a way out.
 fn host_resolvers() -> Vec<String> {
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .filter_map(|ip| ip.trim().parse::<std::net::Ipv4Addr>().ok())
-        .filter(|ip| !ip.is_loopback())
-        .map(|ip| ip.to_string())
-        .collect()
+    // Loopback ones too (systemd-resolved's 127.0.0.53): a VM's loopback may be the host's.
+    let mut out: Vec<String> = Vec::new();
+    for file in ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for ip in text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("nameserver"))
+            .filter_map(|ip| ip.trim().parse::<std::net::Ipv4Addr>().ok())
+        {
+            if !out.contains(&ip.to_string()) {
+                out.push(ip.to_string());
+            }
+        }
+    }
+    out
 }
 
 /// The smolmachines backend.
@@ -894,9 +906,6 @@ impl SmolBackend {
         if let Ok(driver) = self.driver() {
             for (name, running, _) in driver.machines()? {
                 let Some(slug) = name.strip_prefix("bot-bottle-") else { continue };
-                if slug.starts_with("pack-") {
-                    continue;
-                }
                 let entry = out.entry(slug.to_owned()).or_default();
                 entry.machine_running = Some(running);
                 entry.steps.push(Step::Machine(name));
@@ -987,6 +996,13 @@ impl Backend for SmolBackend {
         let driver = self.driver()?;
         let slug = plan.slug.as_str();
         let names = Names::for_slug(slug);
+        let sidecar_user = match crate::docker::backend::owner_of(&plan.state_dir) {
+            Ok(user) => user,
+            Err(e) => {
+                self.release(slug);
+                return Err(e);
+            }
+        };
         let reserved = self.reserved.lock().ok().and_then(|mut r| r.take_if(|(s, _)| s == slug));
         let mut steps = Vec::new();
         let (address, network_created) = match reserved {
@@ -1016,7 +1032,7 @@ impl Backend for SmolBackend {
             inputs: &inputs,
             address: address.clone(),
             network_created,
-            sidecar_user: crate::docker::backend::owner_of(&plan.state_dir)?,
+            sidecar_user,
             guest_env: guest_env.clone(),
         };
         if let Err(e) = bring_up(driver, &flow, &mut steps) {
@@ -1093,11 +1109,23 @@ impl Backend for SmolBackend {
         // Machines packing left behind (a crash mid-pack) are never live.
         if let Ok(d) = self.driver() {
             for (name, _, _) in d.machines()? {
-                if name.starts_with("bot-bottle-pack-") {
-                    let r = remove(&driver, vec![Step::Machine(name)], options.dry_run);
-                    report.removed.extend(r.removed);
-                    report.failed.extend(r.failed);
+                let Some(key) = name.strip_prefix(PACK_MACHINE_PREFIX) else { continue };
+                // A launch that is packing right now holds the artifact's lock: leave its machine.
+                let Ok(lock) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(self.cache.join(format!("{key}.lock")))
+                else {
+                    continue;
+                };
+                if lock.try_lock().is_err() {
+                    continue;
                 }
+                let r = remove(&driver, vec![Step::Machine(name)], options.dry_run);
+                report.removed.extend(r.removed);
+                report.failed.extend(r.failed);
+                drop(lock);
             }
         }
         Ok(report)

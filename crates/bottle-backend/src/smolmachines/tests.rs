@@ -172,7 +172,7 @@ fn launch_runs_the_steps_in_order() {
     assert!(create.contains(&format!("--allow-cidr {allow}/32")), "{create}");
     assert!(create.contains("-e HTTPS_PROXY=http://10.210.0.2:9099"), "{create}");
     // The pack machine is gone once packing is done; the bottle's own is not.
-    assert!(log.iter().any(|l| l.contains("machine delete --name bot-bottle-pack-")));
+    assert!(log.iter().any(|l| l.contains("machine delete --name bbpack-")));
     assert!(!log.iter().any(|l| l.contains("machine delete --name bot-bottle-demo")));
     assert!(!log.iter().any(|l| l.contains("s3cret-value")), "secrets go to the sidecar's files only");
 }
@@ -237,11 +237,11 @@ fn a_failure_at_every_step_unwinds_in_reverse() {
         assert!(err.to_string().contains("injected") || err.to_string().contains(fail_on.trim()), "{fail_on}: {err}");
         let log = log(&w);
         let failed_at = log.iter().position(|l| l.contains(fail_on)).unwrap();
-        let after: Vec<&String> = log[failed_at + 1..].iter().filter(|l| !l.contains("bot-bottle-pack-")).collect();
+        let after: Vec<&String> = log[failed_at + 1..].iter().filter(|l| !l.contains("bbpack-")).collect();
         assert_eq!(after, teardown.iter().collect::<Vec<_>>(), "after a failure at `{fail_on}`: {log:#?}");
         // Packing always cleans up after itself, failed or not.
-        if log.iter().any(|l| l.contains("create --name bot-bottle-pack-")) {
-            assert!(log.iter().any(|l| l.contains("delete --name bot-bottle-pack-")), "{fail_on}: {log:#?}");
+        if log.iter().any(|l| l.contains("create --name bbpack-")) {
+            assert!(log.iter().any(|l| l.contains("delete --name bbpack-")), "{fail_on}: {log:#?}");
         }
         assert!(
             !w.dir.path().join("cache").read_dir().unwrap().any(|e| {
@@ -325,10 +325,10 @@ fn agent_argv_switches_user_and_passes_env_on_every_exec() {
     let argv = h.agent_argv(&["claude".into(), "--continue".into()], false);
     let joined = argv.join(" ");
     assert!(
-        joined.starts_with("smolvm machine exec --name bot-bottle-demo -e HTTPS_PROXY=http://10.210.0.2:9099"),
+        joined.starts_with("smolvm machine exec --name bot-bottle-demo -i -e HTTPS_PROXY=http://10.210.0.2:9099"),
         "{joined}"
     );
-    assert!(!argv.contains(&"-t".to_owned()) && !argv.contains(&"-i".to_owned()), "no tty: {joined}");
+    assert!(!argv.contains(&"-t".to_owned()) && argv.contains(&"-i".to_owned()), "stdin, no tty: {joined}");
     let dash = argv.iter().position(|a| a == "--").unwrap();
     assert_eq!(&argv[dash + 1..dash + 5], ["runuser", "-u", "node", "--"]);
     let guest = &argv[dash + 1..];
