@@ -189,10 +189,12 @@ fn with_broken_agent(home: &Home) {
     std::fs::write(home.path().join("agents/broken.md"), "---\nbottle: no-such-bottle\n---\nBroken.\n").expect("write");
 }
 
+/// It holds the engine alone: other tests' bottles would show up in its dashboard and their load
+/// would only slow the panes it waits for.
 #[test]
 fn launch_attach_respawn_resplit_approve_and_stop_in_tmux() {
     images_ready();
-    let _engine = crate::engine_shared();
+    let _engine = crate::engine_exclusive();
     let home = Home::new();
     with_broken_agent(&home);
     let s = Session::start(&home, "");
@@ -226,7 +228,7 @@ fn launch_attach_respawn_resplit_approve_and_stop_in_tmux() {
     s.wait(&dash, SHORT, |x| x.contains(&second));
     s.select(&second);
     s.keys(&dash, &["Enter"]);
-    s.wait(&first_pane, SHORT, at_prompt(&second));
+    s.wait(&first_pane, LAUNCH, at_prompt(&second));
     assert_eq!(s.panes().len(), 2, "respawned, not split: {:?}", s.panes());
     assert_eq!(s.right_pane(), first_pane);
 
@@ -237,7 +239,7 @@ fn launch_attach_respawn_resplit_approve_and_stop_in_tmux() {
     s.wait(&dash, SHORT, |_| s.panes().len() == 2);
     let new_pane = s.right_pane();
     assert_ne!(new_pane, first_pane);
-    s.wait(&new_pane, SHORT, at_prompt(&first));
+    s.wait(&new_pane, LAUNCH, at_prompt(&first));
 
     // A held request is approved from the dashboard; the agent's call returns.
     let call = s
@@ -283,7 +285,7 @@ fn tmux_that_fails_falls_back_to_the_foreground_and_a_dead_server_ends_the_dashb
     s.wait(&dash, SHORT, |x| x.contains(&slug));
     s.select(&slug);
     s.keys(&dash, &["Enter"]);
-    s.wait(&dash, SHORT, at_prompt(&slug));
+    s.wait(&dash, LAUNCH, at_prompt(&slug));
     assert_eq!(s.panes().len(), 1, "no pane was made");
     s.type_line(&dash, "echo fg-$((6*7)); exit");
     let back = s.wait(&dash, SHORT, |x| x.contains("ran on this terminal instead"));
@@ -302,7 +304,7 @@ fn tmux_that_fails_falls_back_to_the_foreground_and_a_dead_server_ends_the_dashb
     live.select(&slug);
     live.keys(&dash, &["Enter"]);
     live.wait(&dash, SHORT, |_| live.panes().len() == 2);
-    live.wait(&live.right_pane(), SHORT, at_prompt(&slug));
+    live.wait(&live.right_pane(), LAUNCH, at_prompt(&slug));
     assert!(live.tmux(&["kill-server"]).status.success());
     let proc_dir = Path::new("/proc").join(&pid);
     let deadline = Instant::now() + SHORT;
