@@ -114,12 +114,7 @@ fn unpack_into(archive: impl Read, into: &Path) -> io::Result<(PathBuf, usize)> 
             }
             dir_modes.push((target, mode | 0o700));
         } else if kind.is_file() || kind == tar::EntryType::Continuous {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&target)
-                .map_err(|e| refused(&raw, &e.to_string()))?;
+            let mut file = new_file(&target).map_err(|e| refused(&raw, &e.to_string()))?;
             io::copy(&mut entry, &mut file)?;
             file.set_permissions(fs::Permissions::from_mode(mode | 0o600))?;
             if let Ok(mtime) = entry.header().mtime() {
@@ -147,12 +142,7 @@ fn unpack_into(archive: impl Read, into: &Path) -> io::Result<(PathBuf, usize)> 
             }
             // A copy, not a link: the two stay independent on the host.
             let mut from = fs::File::open(&source)?;
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&target)
-                .map_err(|e| refused(&raw, &e.to_string()))?;
+            let mut file = new_file(&target).map_err(|e| refused(&raw, &e.to_string()))?;
             io::copy(&mut from, &mut file)?;
             file.set_permissions(from.metadata()?.permissions())?;
         } else {
@@ -168,6 +158,11 @@ fn unpack_into(archive: impl Read, into: &Path) -> io::Result<(PathBuf, usize)> 
         return Err(io::Error::new(io::ErrorKind::InvalidData, "the copied path is git metadata only"));
     }
     Ok((root, skipped))
+}
+
+/// A file that did not exist (never through a planted link), private until its mode is set.
+fn new_file(path: &Path) -> io::Result<fs::File> {
+    fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
 }
 
 fn refused(entry: &Path, why: &str) -> io::Error {

@@ -286,3 +286,19 @@ pub struct CleanupReport {
     /// Resources that could not be removed, with the reason.
     pub failed: Vec<(String, String)>,
 }
+
+impl CleanupReport {
+    /// Adds what `other` removed and could not remove.
+    pub fn absorb(&mut self, other: Self) {
+        self.removed.extend(other.removed);
+        self.failed.extend(other.failed);
+    }
+}
+
+impl BottleSummary {
+    /// The creation time an engine reports in seconds since the epoch; the epoch when unknown.
+    pub fn created_at(secs: Option<i64>) -> SystemTime {
+        secs.and_then(|s| u64::try_from(s).ok())
+            .map_or(SystemTime::UNIX_EPOCH, |s| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s))
+    }
+}

@@ -263,9 +263,7 @@ pub fn cleanup(global: &GlobalArgs, args: &CleanupArgs, printer: &Printer) -> an
     let options = CleanupOptions { dry_run: true, dead_owners: dead_owners.clone(), keep_images: keep_images.clone() };
     let mut plan = bottle_backend::CleanupReport::default();
     for backend in backends.all() {
-        let r = backend.cleanup(&options).map_err(backend_error)?;
-        plan.removed.extend(r.removed);
-        plan.failed.extend(r.failed);
+        plan.absorb(backend.cleanup(&options).map_err(backend_error)?);
     }
     // A bottle stays when it runs, or when cleanup leaves its resources alone (a launch still in
     // progress, a machine nobody here can see): its state directory goes with it, never before.
@@ -317,9 +315,7 @@ pub fn cleanup(global: &GlobalArgs, args: &CleanupArgs, printer: &Printer) -> an
     let mut report = bottle_backend::CleanupReport::default();
     let options = CleanupOptions { dry_run: false, dead_owners, keep_images };
     for backend in backends.all() {
-        let r = backend.cleanup(&options).map_err(backend_error)?;
-        report.removed.extend(r.removed);
-        report.failed.extend(r.failed);
+        report.absorb(backend.cleanup(&options).map_err(backend_error)?);
     }
     let mut failures = report.failed.clone();
     let mut removed_dirs = 0;

@@ -16,7 +16,6 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context as _, bail};
 use bottle_backend::docker::DockerBackend;
 use bottle_backend::image::{BuildMode, ImageBuilder, ImageRecipe};
-use bottle_backend::smolmachines::SmolBackend;
 use bottle_backend::{Backend, Bottle, ExecUser, GuestFile, LaunchInputs, Progress};
 use bottle_core::plan::{GUEST_CA_PATH, GUEST_HOME, LaunchPlan, RepoKeyPlan, SUPERVISE_PORT, SecretSource};
 use bottle_core::spec::AgentSpec;
@@ -100,27 +99,16 @@ pub fn run(
         }
     }
 
-    let rt = Arc::new(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?,
-    );
+    let backends = crate::backends::Backends::connect(&ctx.home)?;
     let cancel = Arc::new(AtomicBool::new(false));
-    watch_signals(&rt, cancel.clone())?;
+    watch_signals(backends.docker.runtime(), cancel.clone())?;
     let started = Instant::now();
-    let docker = DockerBackend::connect(rt.clone()).map_err(super::backend_error)?;
-    let smol;
-    let backend: &dyn Backend = match plan.backend {
-        BackendKind::Smolmachines => {
-            smol = SmolBackend::connect(rt.clone(), ctx.home.states_dir()).map_err(super::backend_error)?;
-            smol.ensure_launchable().map_err(super::backend_error)?;
-            &smol
-        }
-        _ => &docker,
-    };
-    let (agent_image, sidecar_image) = ensure_images(&docker, printer, provider, dockerfile.as_deref())?;
+    let backend = backends.get(plan.backend).context("no backend for this plan")?;
+    if plan.backend == BackendKind::Smolmachines {
+        // Refused before anything is built: an unsafe smolvm never gets that far.
+        backends.smol.ensure_launchable().map_err(super::backend_error)?;
+    }
+    let (agent_image, sidecar_image) = ensure_images(&backends.docker, printer, provider, dockerfile.as_deref())?;
     let preflight = backend.prepare(&plan, &agent_image).map_err(super::backend_error)?;
     for w in &preflight.warnings {
         printer.warn(w);

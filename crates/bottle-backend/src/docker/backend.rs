@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal as _;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig};
 use bollard::query_parameters::{
@@ -352,10 +352,7 @@ impl Backend for DockerBackend {
             .map(|(slug, inv)| BottleSummary {
                 backend: BackendKind::Docker,
                 status: inv.status(),
-                created: inv
-                    .created
-                    .and_then(|s| u64::try_from(s).ok())
-                    .map_or(SystemTime::UNIX_EPOCH, |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
+                created: BottleSummary::created_at(inv.created),
                 agent: inv.agent,
                 slug,
             })

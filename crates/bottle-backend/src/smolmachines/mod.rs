@@ -30,7 +30,7 @@ use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bottle_core::plan::{BundleAddress, EGRESS_PORT, GIT_GATE_PORT, GUEST_HOME, LaunchPlan, SUPERVISE_PORT};
 use bottle_core::{BackendKind, Slug};
@@ -88,8 +88,10 @@ impl Names {
 pub struct Artifact {
     /// Hex SHA-256 (first 16 bytes) of the image's content-hash tag and the smolvm version.
     pub key: String,
-    /// `pack create -o` output; smolvm writes `<output>.smolmachine` beside it.
-    pub output: PathBuf,
+    /// `pack create -o`, while packing; smolvm writes `<partial>.smolmachine` beside it, renamed to
+    /// [`Artifact::smolmachine`] once complete.
+    pub partial: PathBuf,
+    pub partial_smolmachine: PathBuf,
     /// What `machine create --from` reads.
     pub smolmachine: PathBuf,
     /// The `docker save` tarball packing starts from (removed after).
@@ -104,7 +106,8 @@ impl Artifact {
         let digest = sha2::Sha256::digest(format!("{image}\n{version}").as_bytes());
         let key = hex::encode(&digest[..16]);
         Self {
-            output: cache.join(&key),
+            partial: cache.join(format!("{key}.partial")),
+            partial_smolmachine: cache.join(format!("{key}.partial.smolmachine")),
             smolmachine: cache.join(format!("{key}.smolmachine")),
             image_tar: cache.join(format!("{key}.image.tar")),
             // Outside `bot-bottle-<slug>`: no slug can name a packing machine.
@@ -244,8 +247,6 @@ pub struct FlowInputs<'a> {
     pub inputs: &'a LaunchInputs,
     /// The address [`Backend::reserve`]-style allocation settled on (the plan's services host).
     pub address: BundleAddress,
-    /// The network already exists (created by the allocation).
-    pub network_created: bool,
     pub sidecar_user: (u32, u32),
     pub guest_env: Vec<(String, String)>,
 }
@@ -304,9 +305,8 @@ pub fn bring_up(driver: &Driver, flow: &FlowInputs<'_>, steps: &mut Vec<Step>) -
         }
         Ok(())
     };
-    if flow.network_created {
-        steps.push(Step::Network(names.network.clone()));
-    }
+    // The allocation created the network.
+    steps.push(Step::Network(names.network.clone()));
     cancelled()?;
 
     // The sidecar at the pinned IP.
@@ -395,8 +395,14 @@ pub fn bring_up(driver: &Driver, flow: &FlowInputs<'_>, steps: &mut Vec<Step>) -
         path: inputs.relay_binary.clone(),
         source,
     })?;
-    let handle =
-        SmolBottle::new(driver.clone(), slug, names.clone(), flow.guest_env.clone(), address.clone(), flow.state_dir);
+    let handle = SmolBottle::new(
+        driver.clone(),
+        bottle_slug(slug)?,
+        names.clone(),
+        flow.guest_env.clone(),
+        address.clone(),
+        flow.state_dir,
+    );
     handle.put_file(Path::new(GUEST_BINARY), &binary, 0o755, ExecUser::Root)?;
     Ok(())
 }
@@ -420,12 +426,10 @@ fn pack(driver: &Driver, artifact: &Artifact, image: &str) -> Result<(), Error> 
         )?;
         run_boot_retry(runner, &format!("start machine `{m}`"), &driver.cli.start(m), None)?;
         run_checked(runner, &format!("stop machine `{m}`"), &driver.cli.stop(m), None)?;
-        let partial = artifact.output.with_extension("partial");
-        steps.push(Step::File(partial.with_extension("partial.smolmachine")));
-        steps.push(Step::File(partial.clone()));
-        run_checked(runner, &format!("pack `{image}`"), &driver.cli.pack_from_vm(m, &partial), None)?;
-        let packed = PathBuf::from(format!("{}.smolmachine", partial.display()));
-        std::fs::rename(&packed, &artifact.smolmachine).map_err(|source| Error::Io {
+        steps.push(Step::File(artifact.partial_smolmachine.clone()));
+        steps.push(Step::File(artifact.partial.clone()));
+        run_checked(runner, &format!("pack `{image}`"), &driver.cli.pack_from_vm(m, &artifact.partial), None)?;
+        std::fs::rename(&artifact.partial_smolmachine, &artifact.smolmachine).map_err(|source| Error::Io {
             image: image.to_owned(),
             action: "store the packed artifact",
             path: artifact.smolmachine.clone(),
@@ -440,8 +444,23 @@ fn pack(driver: &Driver, artifact: &Artifact, image: &str) -> Result<(), Error> 
     result
 }
 
+fn bottle_slug(slug: &str) -> Result<Slug, Error> {
+    Slug::parse(slug).map_err(|e| Error::Launch {
+        slug: slug.to_owned(),
+        action: "name the bottle".into(),
+        source: e.message.into(),
+    })
+}
+
 fn sh(script: &str) -> Vec<String> {
     vec!["/bin/sh".into(), "-c".into(), script.to_owned()]
+}
+
+/// The bundle network's labels: it belongs to this process until the sidecar exists.
+fn network_labels(slug: &str) -> Vec<(String, String)> {
+    let mut labels = bundle_labels(slug, "network");
+    labels.push((crate::docker::LABEL_OWNER.to_owned(), std::process::id().to_string()));
+    labels
 }
 
 fn bundle_labels(slug: &str, role: &str) -> Vec<(String, String)> {
@@ -512,7 +531,7 @@ impl std::fmt::Debug for SmolBottle {
 impl SmolBottle {
     fn new(
         driver: Driver,
-        slug: &str,
+        slug: Slug,
         names: Names,
         env: Vec<(String, String)>,
         address: BundleAddress,
@@ -523,15 +542,7 @@ impl SmolBottle {
             Step::Container(names.sidecar.clone()),
             Step::Machine(names.machine.clone()),
         ];
-        Self {
-            driver,
-            slug: Slug::parse(slug).unwrap_or_else(|_| Slug::parse("bottle").expect("a valid slug")),
-            names,
-            env,
-            address,
-            state_dir: state_dir.to_owned(),
-            steps,
-        }
+        Self { driver, slug, names, env, address, state_dir: state_dir.to_owned(), steps }
     }
 
     /// The bundle's addresses.
@@ -975,9 +986,8 @@ impl Backend for SmolBackend {
             let what: Vec<String> = existing.steps.iter().map(ToString::to_string).collect();
             return Err(Error::SlugInUse { slug: plan.slug.to_string(), resources: what.join(", ") });
         }
-        let mut labels = bundle_labels(plan.slug.as_str(), "network");
-        labels.push((crate::docker::LABEL_OWNER.to_owned(), std::process::id().to_string()));
-        let address = allocate(driver, plan.slug.as_str(), &names.network, &self.cache, &labels)?;
+        let address =
+            allocate(driver, plan.slug.as_str(), &names.network, &self.cache, &network_labels(plan.slug.as_str()))?;
         let host = address.sidecar.clone();
         if let Ok(mut r) = self.reserved.lock() {
             *r = Some((plan.slug.to_string(), address));
@@ -1005,13 +1015,9 @@ impl Backend for SmolBackend {
         };
         let reserved = self.reserved.lock().ok().and_then(|mut r| r.take_if(|(s, _)| s == slug));
         let mut steps = Vec::new();
-        let (address, network_created) = match reserved {
-            Some((_, address)) => (address, true),
-            None => {
-                let mut labels = bundle_labels(slug, "network");
-                labels.push((crate::docker::LABEL_OWNER.to_owned(), std::process::id().to_string()));
-                (allocate(driver, slug, &names.network, &self.cache, &labels)?, true)
-            }
+        let address = match reserved {
+            Some((_, address)) => address,
+            None => allocate(driver, slug, &names.network, &self.cache, &network_labels(slug))?,
         };
         if address.sidecar != plan.ports.host {
             steps.push(Step::Network(names.network.clone()));
@@ -1031,7 +1037,6 @@ impl Backend for SmolBackend {
             cache_dir: &self.cache,
             inputs: &inputs,
             address: address.clone(),
-            network_created,
             sidecar_user,
             guest_env: guest_env.clone(),
         };
@@ -1051,7 +1056,7 @@ impl Backend for SmolBackend {
             driver.unwind(&mut steps);
             return Err(e);
         }
-        Ok(Box::new(SmolBottle::new(driver.clone(), slug, names, guest_env, address, &plan.state_dir)))
+        Ok(Box::new(SmolBottle::new(driver.clone(), plan.slug.clone(), names, guest_env, address, &plan.state_dir)))
     }
 
     fn open(&self, slug: &str) -> Result<Box<dyn Bottle>, Error> {
@@ -1065,6 +1070,7 @@ impl Backend for SmolBackend {
             Some(false) => return Err(Error::NotRunning { slug: slug.to_owned(), state: "machine stopped".into() }),
             Some(true) => {}
         }
+        let slug = Slug::parse(slug).map_err(|_| no_such())?;
         Ok(Box::new(SmolBottle::new(driver.clone(), slug, saved.names, saved.env, saved.address, &state_dir)))
     }
 
@@ -1075,10 +1081,7 @@ impl Backend for SmolBackend {
             .map(|(slug, inv)| BottleSummary {
                 backend: BackendKind::Smolmachines,
                 status: inv.status(),
-                created: inv
-                    .created
-                    .and_then(|s| u64::try_from(s).ok())
-                    .map_or(SystemTime::UNIX_EPOCH, |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
+                created: BottleSummary::created_at(inv.created),
                 agent: inv.agent,
                 slug,
             })
@@ -1102,9 +1105,7 @@ impl Backend for SmolBackend {
             if inv.is_live(machines_known) && !owner_gone {
                 continue;
             }
-            let r = remove(&driver, inv.steps, options.dry_run);
-            report.removed.extend(r.removed);
-            report.failed.extend(r.failed);
+            report.absorb(remove(&driver, inv.steps, options.dry_run));
         }
         // Machines packing left behind (a crash mid-pack) are never live.
         if let Ok(d) = self.driver() {
@@ -1122,9 +1123,7 @@ impl Backend for SmolBackend {
                 if lock.try_lock().is_err() {
                     continue;
                 }
-                let r = remove(&driver, vec![Step::Machine(name)], options.dry_run);
-                report.removed.extend(r.removed);
-                report.failed.extend(r.failed);
+                report.absorb(remove(&driver, vec![Step::Machine(name)], options.dry_run));
                 drop(lock);
             }
         }
@@ -1189,12 +1188,11 @@ fn dry_run_parts(
         let workdir = (user == GuestUser::Agent).then_some(GUEST_HOME);
         cli.exec(&names.machine, ExecMode::default(), &env, &guest_command(user, &env, workdir, &sh(script)))
     };
-    let partial = artifact.output.with_extension("partial");
     let mut commands = vec![
         serde_json::json!({"step": "pack (only when the artifact is not cached)", "argv": cli.create_for_pack(&artifact.pack_machine, &artifact.image_tar)}),
         serde_json::json!({"step": "pack", "argv": cli.start(&artifact.pack_machine)}),
         serde_json::json!({"step": "pack", "argv": cli.stop(&artifact.pack_machine)}),
-        serde_json::json!({"step": "pack", "argv": cli.pack_from_vm(&artifact.pack_machine, &partial)}),
+        serde_json::json!({"step": "pack", "argv": cli.pack_from_vm(&artifact.pack_machine, &artifact.partial)}),
         serde_json::json!({"step": "pack", "argv": cli.delete(&artifact.pack_machine)}),
     ];
     match &create {

@@ -130,7 +130,6 @@ fn launch(w: &World) -> Result<(), Error> {
             cache_dir: &cache,
             inputs: &inputs,
             address,
-            network_created: true,
             sidecar_user: (1000, 1000),
             guest_env: inputs.agent_env.clone(),
         };
@@ -270,7 +269,6 @@ fn a_cancelled_launch_unwinds() {
         cache_dir: &cache,
         inputs: &inputs,
         address: bottle_core::plan::bundle_address("demo", 0),
-        network_created: true,
         sidecar_user: (0, 0),
         guest_env: Vec::new(),
     };
@@ -310,7 +308,7 @@ fn handle(w: &World) -> SmolBottle {
     ];
     SmolBottle::new(
         w.driver.clone(),
-        "demo",
+        Slug::parse("demo").unwrap(),
         Names::for_slug("demo"),
         env,
         bottle_core::plan::bundle_address("demo", 0),
@@ -377,7 +375,7 @@ fn a_guest_exit_of_one_is_the_commands_not_smolvms() {
     let driver = Driver { runner: Arc::new(runner), ..w.driver.clone() };
     let h = SmolBottle::new(
         driver,
-        "demo",
+        Slug::parse("demo").unwrap(),
         Names::for_slug("demo"),
         Vec::new(),
         bottle_core::plan::bundle_address("demo", 0),

@@ -109,12 +109,8 @@ pub enum Mode {
     },
 }
 
-/// A one-line message in the status line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
-    Info(String),
-    Error(String),
-}
+/// A one-line message in the status line: supervise's own.
+pub use crate::commands::supervise::tui::app::Message;
 
 /// What the event loop should do after a key.
 #[derive(Debug, Clone)]

@@ -214,11 +214,7 @@ fn draw_bottle_detail(frame: &mut Frame, app: &App, area: Rect, elapsed: u64) {
 fn status_line(app: &App) -> Line<'static> {
     let error = |text: String| Line::from(text).style(paint(app, Color::Red).add_modifier(Modifier::BOLD));
     let info = |text: String| Line::from(text).style(paint(app, Color::Green));
-    let queue = app.proposals.message.as_ref().map(|m| match m {
-        crate::commands::supervise::tui::app::Message::Error(m) => Message::Error(m.clone()),
-        crate::commands::supervise::tui::app::Message::Info(m) => Message::Info(m.clone()),
-    });
-    match app.message.clone().or(queue) {
+    match app.message.clone().or_else(|| app.proposals.message.clone()) {
         Some(Message::Error(m)) => return error(format!("error: {m}")),
         Some(Message::Info(m)) => return info(m),
         None => {}
